@@ -1,0 +1,185 @@
+"""The workspace's ``config.toml``: class groups, key bindings and defaults.
+
+``init`` writes :data:`DEFAULT_CONFIG` (commented, so users can read what each entry does);
+:func:`load_config` reads and validates it. The class groups map the 24 Semantic Drone Dataset
+classes to the 10 groups the segmenter predicts; users may regroup them here.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import ConfigError
+
+DEFAULT_CONFIG = """\
+# Workbench configuration. Created by `workbench init`; edit freely.
+# Lines starting with '#' are comments.
+
+# ---------------------------------------------------------------------------------------------
+# Class groups: the segmenter predicts one of these groups for every pixel.
+# `classes` lists the source dataset's class names (Semantic Drone Dataset, class_dict_seg.csv)
+# that fall into the group. A group with `ignore = true` is left out of the training loss and of
+# the metrics (pixels nobody labelled). Order matters: the first group is class index 0 in masks.
+# Every source class must appear in exactly one group.
+# ---------------------------------------------------------------------------------------------
+[[groups]]
+name = "Unlabeled"
+classes = ["unlabeled", "conflicting"]
+ignore = true
+
+[[groups]]
+name = "Artificial Surface"
+classes = ["paved-area", "roof"]
+
+[[groups]]
+name = "Natural Surface"
+classes = ["dirt", "gravel", "rocks"]
+
+[[groups]]
+name = "Water"
+classes = ["water", "pool"]
+
+[[groups]]
+name = "Vegetation"
+classes = ["grass", "vegetation", "tree", "bald-tree"]
+
+[[groups]]
+name = "Building"
+classes = ["wall", "window", "door"]
+
+[[groups]]
+name = "Fences & Poles"
+classes = ["fence", "fence-pole"]
+
+[[groups]]
+name = "People & Animals"
+classes = ["person", "dog"]
+
+[[groups]]
+name = "Vehicles"
+classes = ["car", "bicycle"]
+
+[[groups]]
+name = "Markers & Obstacles"
+classes = ["ar-marker", "obstacle"]
+
+# ---------------------------------------------------------------------------------------------
+# Defaults used when a command or job does not say otherwise.
+# ---------------------------------------------------------------------------------------------
+[defaults]
+# Jobs that run on the CPU at the same time (GPU jobs always run one per GPU).
+cpu_jobs = 1
+# How images are drawn in the TUI: auto, tgp (kitty), sixel, halfcell, off.
+images = "auto"
+
+# ---------------------------------------------------------------------------------------------
+# Key bindings of the TUI: action = "key" (Textual key names, e.g. "ctrl+s", "f2").
+# Uncomment a line to change a key.
+# ---------------------------------------------------------------------------------------------
+[keys]
+# browse = "b"
+# review = "r"
+# jobs = "j"
+# runs = "u"
+# export = "e"
+"""
+
+
+@dataclass(frozen=True)
+class ClassGroup:
+    """One segmenter output class: a named set of source-dataset classes."""
+
+    name: str
+    """Shown in legends, compositions and prompts."""
+    classes: tuple[str, ...]
+    """Source class names (drone dataset) mapped to this group."""
+    ignore: bool = False
+    """Left out of the loss and the metrics (unlabelled pixels)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The parsed ``config.toml``."""
+
+    groups: tuple[ClassGroup, ...]
+    """Class groups in class-index order."""
+    cpu_jobs: int = 1
+    """CPU jobs run at once by the runner."""
+    images: str = "auto"
+    """Default image protocol of the TUI."""
+    keys: dict[str, str] = field(default_factory=dict)
+    """Action name -> key, overriding the TUI's defaults."""
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    def class_to_group(self, source_classes: list[str]) -> list[int]:
+        """Map each source class (by index) to its group index.
+
+        :raises ConfigError: if a source class is in no group
+        """
+        lookup = {c: i for i, g in enumerate(self.groups) for c in g.classes}
+        missing = [c for c in source_classes if c not in lookup]
+        if missing:
+            raise ConfigError(
+                f"config.toml: classes {', '.join(missing)} are in no group; add them to a [[groups]] entry"
+            )
+        return [lookup[c] for c in source_classes]
+
+
+IMAGE_MODES = ("auto", "tgp", "sixel", "halfcell", "off")
+
+
+def parse_config(text: str, source: str = "config.toml") -> Config:
+    """Parse and validate config text.
+
+    :raises ConfigError: naming the entry that is wrong
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
+    raw_groups = data.get("groups")
+    if not isinstance(raw_groups, list) or not raw_groups:
+        raise ConfigError(f"{source}: needs at least one [[groups]] entry")
+    groups: list[ClassGroup] = []
+    seen: dict[str, str] = {}
+    for n, raw in enumerate(raw_groups, start=1):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        classes = raw.get("classes") if isinstance(raw, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{source}: group {n} needs a name")
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or not classes:
+            raise ConfigError(f"{source}: group {name!r} needs `classes`, a list of class names")
+        for c in classes:
+            if c in seen:
+                raise ConfigError(f"{source}: class {c!r} is in both {seen[c]!r} and {name!r}")
+            seen[c] = name
+        groups.append(ClassGroup(name=name, classes=tuple(classes), ignore=bool(raw.get("ignore", False))))
+    if len({g.name for g in groups}) != len(groups):
+        raise ConfigError(f"{source}: group names must be unique")
+    defaults = data.get("defaults", {})
+    cpu_jobs = defaults.get("cpu_jobs", 1)
+    if not isinstance(cpu_jobs, int) or cpu_jobs < 1:
+        raise ConfigError(f"{source}: defaults.cpu_jobs must be a whole number >= 1")
+    images = defaults.get("images", "auto")
+    if images not in IMAGE_MODES:
+        raise ConfigError(f"{source}: defaults.images must be one of {', '.join(IMAGE_MODES)}")
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
+        raise ConfigError(f"{source}: [keys] entries must be action = \"key\"")
+    return Config(groups=tuple(groups), cpu_jobs=cpu_jobs, images=images, keys=dict(keys))
+
+
+def load_config(path: Path) -> Config:
+    """Read the config file, or the defaults when it does not exist."""
+    if not path.exists():
+        return parse_config(DEFAULT_CONFIG, "default config")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from exc
+    return parse_config(text, str(path))

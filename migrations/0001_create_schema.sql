@@ -1,0 +1,147 @@
+-- The workbench's first schema: datasets, images, references, runs and their outputs,
+-- ratings, and the job queue. Later migrations extend it; this file is never edited.
+-- Times are ISO-8601 UTC text; JSON columns hold objects written by engine.store.
+
+CREATE TABLE datasets (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('captioning', 'segmentation')),
+    source_format TEXT NOT NULL,          -- 'karpathy', 'coco', 'drone'
+    root TEXT NOT NULL,                   -- absolute folder the image paths are relative to
+    annotations TEXT,                     -- absolute path of the annotation file, if any
+    meta TEXT NOT NULL DEFAULT '{}',      -- JSON: class table of a segmentation set, ingest options
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    filename TEXT NOT NULL,               -- as the annotation file names it
+    path TEXT NOT NULL,                   -- relative to datasets.root
+    label_path TEXT,                      -- ground-truth class-index mask (segmentation sets), relative to root
+    split TEXT CHECK (split IN ('train', 'val', 'test')),
+    scene TEXT,
+    width INTEGER,
+    height INTEGER,
+    file_size INTEGER,
+    sha256 TEXT,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'missing', 'corrupt')),
+    status_detail TEXT,                   -- why an image is missing or corrupt
+    source_id TEXT,                       -- the id the source file gave it (COCO image id, Karpathy imgid)
+    UNIQUE (dataset_id, filename)
+);
+CREATE INDEX images_dataset_split ON images(dataset_id, split);
+CREATE INDEX images_dataset_scene ON images(dataset_id, scene);
+
+CREATE TABLE captions (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,                 -- position among the image's references, from 0
+    text TEXT NOT NULL,
+    tokens TEXT NOT NULL,                 -- space-separated tokens (the source's when it has them)
+    is_duplicate INTEGER NOT NULL DEFAULT 0 CHECK (is_duplicate IN (0, 1)),  -- repeats an earlier reference of the same image
+    UNIQUE (image_id, idx)
+);
+
+-- Full-text search over reference captions. Inserts are indexed in bulk by the code that adds
+-- a dataset (engine.store.catalog.insert_dataset, one INSERT ... SELECT: ten times faster than a
+-- per-row trigger at RSICD scale); deletes and edits are kept in step by triggers.
+CREATE VIRTUAL TABLE captions_fts USING fts5(text, content='captions', content_rowid='id');
+CREATE TRIGGER captions_ad AFTER DELETE ON captions BEGIN
+    INSERT INTO captions_fts(captions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER captions_au AFTER UPDATE OF text ON captions BEGIN
+    INSERT INTO captions_fts(captions_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO captions_fts(rowid, text) VALUES (new.id, new.text);
+END;
+
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('segmenter', 'segmentation', 'composition', 'captioner',
+                                       'generation', 'evaluation', 'baseline')),
+    name TEXT NOT NULL UNIQUE,
+    parent_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+    dataset_id INTEGER REFERENCES datasets(id) ON DELETE SET NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    artifact_dir TEXT,
+    status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'complete', 'failed')),
+    created_at TEXT NOT NULL,
+    finished_at TEXT
+);
+
+CREATE TABLE masks (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    class_hist TEXT NOT NULL,             -- JSON list: pixel count per class group
+    PRIMARY KEY (run_id, image_id)
+);
+
+CREATE TABLE compositions (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    data TEXT NOT NULL,                   -- JSON composition
+    prompt TEXT NOT NULL,
+    PRIMARY KEY (run_id, image_id)
+);
+
+CREATE TABLE generations (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    text TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (run_id, image_id)
+);
+
+CREATE TABLE scores (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (run_id, image_id, metric)
+);
+
+-- Every rating is kept; the current one per (generation, reviewer) is the latest.
+CREATE TABLE ratings (
+    id INTEGER PRIMARY KEY,
+    generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+    reviewer TEXT NOT NULL,
+    score INTEGER CHECK (score BETWEEN 1 AND 5),
+    flags TEXT NOT NULL DEFAULT '[]',
+    note TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX ratings_generation_reviewer ON ratings(generation_id, reviewer, id);
+
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'running', 'succeeded',
+                                                            'failed', 'cancelled', 'interrupted')),
+    progress REAL NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+    pid INTEGER,
+    host TEXT,
+    log_path TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    heartbeat_at TEXT,
+    error TEXT
+);
+CREATE INDEX jobs_status ON jobs(status, id);
+
+CREATE TABLE job_events (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    ts TEXT NOT NULL,
+    step INTEGER,
+    total INTEGER,
+    message TEXT NOT NULL DEFAULT '',
+    metrics TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX job_events_job ON job_events(job_id, id);

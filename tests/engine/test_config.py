@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import DEFAULT_CONFIG, load_config, parse_config
+from engine.datasets.synthetic import CLASS_NAMES
+from engine.errors import ConfigError
+
+
+def test_default_config_has_the_ten_groups_covering_all_drone_classes() -> None:
+    cfg = parse_config(DEFAULT_CONFIG)
+    assert cfg.group_names == [
+        "Unlabeled", "Artificial Surface", "Natural Surface", "Water", "Vegetation", "Building",
+        "Fences & Poles", "People & Animals", "Vehicles", "Markers & Obstacles",
+    ]
+    mapping = cfg.class_to_group(list(CLASS_NAMES))
+    assert mapping[CLASS_NAMES.index("roof")] == 1 and mapping[CLASS_NAMES.index("conflicting")] == 0
+    assert [g.name for g in cfg.groups if g.ignore] == ["Unlabeled"]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[[groups]\n", "not valid TOML"),
+        ("x = 1\n", "needs at least one [[groups]]"),
+        ('[[groups]]\nname = "A"\nclasses = ["a"]\n[[groups]]\nname = "B"\nclasses = ["a"]\n', "'a' is in both 'A' and 'B'"),
+        ('[[groups]]\nname = "A"\nclasses = ["a"]\n[defaults]\nimages = "png"\n', "defaults.images must be one of"),
+    ],
+)
+def test_bad_config_names_the_entry(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        parse_config(text)
+
+
+def test_class_in_no_group(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[[groups]]\nname = "A"\nclasses = ["a"]\n')
+    with pytest.raises(ConfigError, match="classes b are in no group"):
+        load_config(path).class_to_group(["a", "b"])
