@@ -1,0 +1,1 @@
+"""One module per job kind (or family of kinds)."""
