@@ -1,0 +1,117 @@
+"""The CLI through typer's runner: commands, messages and exit codes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from workbench.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    ws = tmp_path / "ws"
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, ["--workspace", str(ws), *args])
+
+    return invoke
+
+
+def test_init_then_stats_empty(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("init")
+    assert result.exit_code == 0 and "created" in result.output
+    assert "already initialised" in cli("init").output
+    result = cli("stats")
+    assert result.exit_code == 0 and "no datasets yet" in result.output
+
+
+def test_stats_without_workspace_is_one_line_error(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("stats")
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("error:") and "workbench init" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_ingest_rsicd_sample_and_stats(cli, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("ingest", "captions", str(shared_data / "rsicd-sample"))
+    assert result.exit_code == 0, result.output
+    assert "rsicd: 17 images (train 17), 85 captions" in result.output
+    result = cli("stats", "rsicd")
+    assert result.exit_code == 0
+    assert re.search(r"images\s+17\s+train 17", result.output)
+    assert re.search(r"captions\s+85", result.output)
+    result = cli("stats", "nope")
+    assert result.exit_code == 1 and "no dataset named 'nope' (datasets: rsicd)" in result.output
+
+
+def test_ingest_ucm_missing_then_allow_missing(cli, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("init")
+    result = cli("ingest", "captions", str(shared_data / "ucm-captions"))
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "2091 missing" in lines[0] and "--allow-missing" in lines[0]
+    result = cli("ingest", "captions", str(shared_data / "ucm-captions"), "--allow-missing")
+    assert result.exit_code == 0 and "2091 missing" in result.output
+
+
+def test_run_lists_kinds_params_and_rejects_bad_params(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert "ingest-captions" in cli("run").output
+    result = cli("run", "synthesize", "--params")
+    assert "drone_images" in result.output and "Drone-style images" in result.output
+    result = cli("run", "synthesize", "--param", "images=lots")
+    assert result.exit_code == 1 and "images='lots': must be a whole number" in result.output
+    result = cli("run", "synthesize", "--param", "images")
+    assert result.exit_code == 1 and "write it as key=value" in result.output
+    result = cli("run", "nope")
+    assert result.exit_code == 1 and "unknown job kind 'nope'" in result.output
+
+
+def test_run_synthesize_then_ingest(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "syn"
+    result = cli("run", "synthesize", "-p", f"out={out}", "-p", "images=16", "-p", "drone_images=4", "-p", "size=48", "-p", "drone_size=48")
+    assert result.exit_code == 0, result.output
+    result = cli("run", "ingest-captions", "-p", f"path={out / 'captions'}")
+    assert result.exit_code == 0 and "synthetic: 16 images" in result.output
+    result = cli("ingest", "drone", str(out / "drone"), "--name", "d")
+    assert result.exit_code == 0 and "d: 4 images with masks" in result.output
+
+
+def test_demo_draws_ingests_and_summarises(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("demo", "--images", "16", "--drone-images", "4")
+    assert result.exit_code == 0, result.output
+    assert "synthetic: 16 images" in result.output and "synthetic-drone: 4 images" in result.output
+    assert "not real imagery" in result.output
+    again = cli("demo", "--images", "16", "--drone-images", "4")
+    assert again.exit_code == 0 and "already ingested" in again.output
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = []
+    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+        sub = getattr(cmd, "commands", None)
+        names += [f"{name} {s}" for s in sub] if sub else [name]
+    return names
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    import typer.main
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    group = typer.main.get_command(app)
+    for name in _commands():
+        parts = name.split()
+        cmd = group.commands[parts[0]]  # type: ignore[attr-defined]
+        if len(parts) > 1:
+            cmd = cmd.commands[parts[1]]
+        assert cmd.help, f"`workbench {name}` has no help text"
+        assert f"workbench {name}" in readme, f"`workbench {name}` is not in README.md"

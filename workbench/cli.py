@@ -1,0 +1,268 @@
+"""The ``workbench`` command line.
+
+Every command resolves the workspace, calls the engine, and prints. Errors the user can fix
+(:class:`engine.errors.WorkbenchError`) become one line on stderr and exit code 1; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from engine.errors import WorkbenchError
+from engine.workspace import ENV_VAR, Workspace, default_workspace_dir
+
+app = typer.Typer(
+    help="Remote-sensing image captioning workbench: datasets, segmentation, composition, captioning, evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+ingest_app = typer.Typer(help="Read a dataset from disk into the workspace.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class State:
+    workspace: Workspace = Workspace(default_workspace_dir())
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def user_errors(fn: F) -> F:
+    """Turn a WorkbenchError into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except WorkbenchError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; nothing half-written was kept") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+@app.callback()
+def main_options(
+    workspace: Annotated[
+        Path | None,
+        typer.Option("--workspace", "-w", help="Workspace folder (default ./workspace).", envvar=ENV_VAR),
+    ] = None,
+) -> None:
+    """Remote-sensing image captioning workbench."""
+    warnings.showwarning = _show_warning
+    State.workspace = Workspace(workspace or default_workspace_dir())
+
+
+def _progress_runner(kind: str, params: Any, *, quiet: bool = False) -> Any:
+    """Run a job kind in the foreground with a rich progress bar."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from engine.jobs.foreground import run_foreground
+
+    columns = [TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[metrics]}")]
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, disable=quiet or not console.is_terminal) as bar:
+        task = bar.add_task(kind, total=None, metrics="")
+
+        def on_progress(p: Any) -> None:
+            metrics = "  ".join(f"{k} {v:.4g}" for k, v in p.metrics.items())
+            bar.update(task, completed=p.step, total=p.total, description=p.message or kind, metrics=metrics)
+
+        return run_foreground(State.workspace, kind, params, on_progress=on_progress)
+
+
+@app.command()
+@user_errors
+def init() -> None:
+    """Create the workspace: folder, database and a commented config.toml."""
+    ws = State.workspace
+    new = ws.init()
+    state = "created" if new else "already initialised; nothing overwritten"
+    typer.echo(f"workspace {ws.root.resolve()} {state}")
+    typer.echo(f"  database {ws.db_path}\n  config   {ws.config_path} (class groups, keys, defaults)")
+
+
+def _require_workspace() -> Workspace:
+    ws = State.workspace
+    if not ws.exists:
+        ws.init()
+        typer.echo(f"created workspace {ws.root.resolve()}", err=True)
+    return ws
+
+
+@ingest_app.command("captions")
+@user_errors
+def ingest_captions(
+    path: Annotated[Path, typer.Argument(help="Annotation file (Karpathy or COCO JSON) or the folder holding it.")],
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: from the file).")] = None,
+    images: Annotated[Path | None, typer.Option(help="Folder of the images (default: found beside the file).")] = None,
+    scenes: Annotated[Path | None, typer.Option(help="Folder of per-scene lists (Scene.txt, one filename a line).")] = None,
+    split: Annotated[str | None, typer.Option(help="Split of every image, for COCO files: train, val or test.")] = None,
+    split_from: Annotated[Path | None, typer.Option(help="Karpathy JSON whose splits a COCO file's images take.")] = None,
+    allow_missing: Annotated[bool, typer.Option(help="Store missing/corrupt images with that status instead of failing.")] = False,
+    replace: Annotated[bool, typer.Option(help="Replace a dataset of the same name.")] = False,
+    verify: Annotated[bool, typer.Option(help="Decode every image fully (slower).")] = False,
+) -> None:
+    """Ingest a captioning dataset (RSICD, UCM-captions, Sydney-captions, COCO captions)."""
+    _require_workspace()
+    params = {
+        "path": str(path), "name": name, "images": str(images) if images else None,
+        "scenes": str(scenes) if scenes else None, "split": split,
+        "split_from": str(split_from) if split_from else None,
+        "allow_missing": allow_missing, "replace": replace, "verify": verify,
+    }
+    result = _progress_runner("ingest-captions", params)
+    typer.echo(result.message)
+
+
+@ingest_app.command("drone")
+@user_errors
+def ingest_drone(
+    path: Annotated[Path, typer.Argument(help="Semantic Drone Dataset folder.")],
+    name: Annotated[str, typer.Option(help="Dataset name.")] = "drone",
+    replace: Annotated[bool, typer.Option(help="Replace a dataset of the same name.")] = False,
+) -> None:
+    """Ingest the Semantic Drone Dataset (images, class-index masks, class table)."""
+    _require_workspace()
+    result = _progress_runner("ingest-drone", {"path": str(path), "name": name, "replace": replace})
+    typer.echo(result.message)
+
+
+@app.command()
+@user_errors
+def stats(
+    dataset: Annotated[str | None, typer.Argument(help="Dataset name (default: all).")] = None,
+) -> None:
+    """Summarise datasets: images per split and status, captions, scenes, vocabulary, duplicates."""
+    from engine.store.catalog import dataset_stats, get_dataset, list_datasets
+
+    db = State.workspace.open_db()
+    if dataset is not None:
+        found = get_dataset(db, dataset)
+        if found is None:
+            names = ", ".join(d.name for d in list_datasets(db)) or "none yet"
+            raise WorkbenchError(f"no dataset named {dataset!r} (datasets: {names})")
+        datasets = [found]
+    else:
+        datasets = list_datasets(db)
+        if not datasets:
+            typer.echo("no datasets yet; try `workbench ingest captions PATH` or `workbench demo`")
+            return
+    for ds in datasets:
+        typer.echo(format_stats(dataset_stats(db, ds)))
+
+
+def format_stats(s: Any) -> str:
+    ds = s.dataset
+    lines = [f"{ds.name}  ({ds.kind}, {ds.source_format}, {ds.root})"]
+    splits = "  ".join(f"{k} {v}" for k, v in s.by_split.items())
+    lines.append(f"  images      {s.images:>7}   {splits}")
+    statuses = "  ".join(f"{k} {v}" for k, v in s.by_status.items())
+    lines.append(f"  status               {statuses}")
+    if ds.kind == "captioning":
+        lines.append(
+            f"  captions    {s.captions:>7}   {s.duplicate_captions} repeated references in {s.images_with_duplicates} images"
+        )
+        lines.append(f"  vocabulary  {s.vocabulary:>7}   distinct lower-cased tokens")
+        top = ", ".join(f"{k} {v}" for k, v in list(s.scenes.items())[:8])
+        more = f", ... ({len(s.scenes)} in all)" if len(s.scenes) > 8 else ""
+        lines.append(f"  scenes      {len(s.scenes):>7}   {top}{more}")
+    else:
+        lines.append(f"  classes     {len(ds.meta.get('classes', [])):>7}")
+    return "\n".join(lines)
+
+
+@app.command("run")
+@user_errors
+def run_kind(
+    kind: Annotated[str | None, typer.Argument(help="Job kind; leave out to list them.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="A parameter as key=value (repeatable).")] = None,
+    show_params: Annotated[bool, typer.Option("--params", help="List the kind's parameters and exit.")] = False,
+) -> None:
+    """Run one job kind in the foreground with a progress bar."""
+    from engine.jobs import KINDS, get_kind
+    from engine.jobs.base import describe_params
+
+    if kind is None:
+        for k in KINDS.values():
+            typer.echo(f"{k.name:<18} {k.summary}")
+        return
+    job_kind = get_kind(kind)
+    if show_params:
+        for name, tp, default, doc in describe_params(job_kind.params):
+            typer.echo(f"{name:<16} {tp:<6} {default or '-':<12} {doc}")
+        return
+    raw: dict[str, str] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkbenchError(f"--param {item!r}: write it as key=value")
+        raw[key.strip()] = value
+    params = job_kind.parse(raw)
+    _require_workspace()
+    result = _progress_runner(kind, params)
+    typer.echo(result.message)
+
+
+@app.command()
+@user_errors
+def demo(
+    images: Annotated[int, typer.Option(help="Synthetic captioning images.")] = 240,
+    drone_images: Annotated[int, typer.Option(help="Synthetic drone-style images.")] = 48,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic world.")] = 0,
+    fresh: Annotated[bool, typer.Option(help="Redraw and re-ingest even if the demo data exists.")] = False,
+) -> None:
+    """Draw the synthetic world, ingest it into the workspace and summarise it."""
+    from engine.store.catalog import dataset_stats, get_dataset
+
+    ws = _require_workspace()
+    typer.echo(f"workspace {ws.root.resolve()}")
+    db = ws.open_db()
+    have = get_dataset(db, "synthetic") is not None and get_dataset(db, "synthetic-drone") is not None
+    if have and not fresh:
+        typer.echo("the synthetic world is already ingested here (pass --fresh to redraw it)")
+    else:
+        out = ws.synthetic_dir
+        typer.echo(f"drawing the synthetic world (seed {seed}) into {out} ...")
+        _progress_runner("synthesize", {"out": str(out), "images": images, "drone_images": drone_images, "seed": seed})
+        for kind, params in (
+            ("ingest-captions", {"path": str(out / "captions"), "name": "synthetic", "replace": True}),
+            ("ingest-drone", {"path": str(out / "drone"), "name": "synthetic-drone", "replace": True}),
+        ):
+            typer.echo(_progress_runner(kind, params).message)
+    for name in ("synthetic", "synthetic-drone"):
+        ds = get_dataset(db, name)
+        if ds is not None:
+            typer.echo(format_stats(dataset_stats(db, ds)))
+    typer.echo("Synthetic data, drawn from a seed; not real imagery.")
+    typer.echo("Next: `workbench stats`, `workbench run --help`, or ingest real data (see README).")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `workbench ... | head`
+        sys.stderr.close()
+
+
+if __name__ == "__main__":
+    main()
