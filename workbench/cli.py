@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 ingest_app = typer.Typer(help="Read a dataset from disk into the workspace.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
+runs_app = typer.Typer(help="List and inspect runs (trained models, masks, compositions, ...).", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -221,6 +223,67 @@ def run_kind(
     _require_workspace()
     result = _progress_runner(kind, params)
     typer.echo(result.message)
+
+
+@runs_app.command("list")
+@user_errors
+def runs_list(kind: Annotated[str | None, typer.Option(help="Only runs of this kind (segmenter, segmentation, composition, ...).")] = None) -> None:
+    """List runs: name, kind, status, parent, headline metrics."""
+    from engine.store.runs import get_run_by_id, list_runs
+
+    db = State.workspace.open_db()
+    runs = list_runs(db, kind)
+    if not runs:
+        typer.echo("no runs yet; start one with `workbench run KIND` (see `workbench run`)")
+        return
+    names = {r.id: r.name for r in runs}
+    typer.echo(f"{'name':<32} {'kind':<12} {'status':<9} {'parent':<28} metrics")
+    for r in runs:
+        parent = names.get(r.parent_run_id or -1) or (get_run_by_id(db, r.parent_run_id).name if r.parent_run_id else "")  # type: ignore[union-attr]
+        typer.echo(f"{r.name:<32} {r.kind:<12} {r.status:<9} {parent:<28} {headline(r.metrics)}")
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """The few numbers that summarise a run."""
+    keys = ("miou", "pixel_accuracy", "images", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "val_loss")
+    return "  ".join(f"{k} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}" for k in keys if k in metrics)
+
+
+@runs_app.command("show")
+@user_errors
+def runs_show(
+    name: Annotated[str, typer.Argument(help="Run name.")],
+    samples: Annotated[int, typer.Option(help="Compositions to print (composition runs).")] = 3,
+) -> None:
+    """Show one run: params, metrics, and for composition runs a few prompts."""
+    import json
+
+    from engine.store.catalog import get_image
+    from engine.store.runs import compositions_of, get_run, list_runs
+
+    db = State.workspace.open_db()
+    run = get_run(db, name)
+    if run is None:
+        known = ", ".join(r.name for r in list_runs(db)) or "none yet"
+        raise WorkbenchError(f"no run named {name!r} (runs: {known})")
+    typer.echo(f"{run.name}  ({run.kind}, {run.status}, created {run.created_at})")
+    if run.artifact_dir:
+        typer.echo(f"  files    {run.artifact_dir}")
+    typer.echo("  params   " + json.dumps(run.params, sort_keys=True))
+    metrics = {k: v for k, v in run.metrics.items() if k not in ("confusion", "history", "class_names")}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            typer.echo(f"  {key}")
+            for k, v in value.items():
+                typer.echo(f"    {k:<22} {v:.3f}" if isinstance(v, float) else f"    {k:<22} {v}")
+        else:
+            typer.echo(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
+    if run.kind == "composition":
+        for row in compositions_of(db, run.id)[:samples]:
+            image = get_image(db, row.image_id)
+            typer.echo(f"\n  {image.filename if image else row.image_id}")
+            for line in row.prompt.splitlines():
+                typer.echo(f"    {line}")
 
 
 @app.command()

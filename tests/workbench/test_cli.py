@@ -115,3 +115,18 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
             cmd = cmd.commands[parts[1]]
         assert cmd.help, f"`workbench {name}` has no help text"
         assert f"workbench {name}" in readme, f"`workbench {name}` is not in README.md"
+
+
+def test_runs_list_and_show(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("init")
+    assert "no runs yet" in cli("runs", "list").output
+    cli("demo", "--images", "16", "--drone-images", "4")
+    ws = tmp_path / "ws"
+    result = cli("run", "compose", "-p", "dataset=synthetic", "-p", f"masks={ws / 'synthetic' / 'captions' / 'masks'}")
+    assert result.exit_code == 0, result.output
+    listing = cli("runs", "list").output
+    assert "compose.synthetic-gt" in listing and "composition" in listing and "images 16" in listing
+    shown = cli("runs", "show", "compose.synthetic-gt", "--samples", "1").output
+    assert "prompt_version" in shown and "dominant" in shown
+    missing = cli("runs", "show", "nope")
+    assert missing.exit_code == 1 and "no run named 'nope' (runs: compose.synthetic-gt)" in missing.output
