@@ -223,6 +223,12 @@ def run_kind(
     _require_workspace()
     result = _progress_runner(kind, params)
     typer.echo(result.message)
+    if kind == "evaluate" and result.run_id is not None:
+        from engine.store.runs import get_run_by_id
+
+        run = get_run_by_id(State.workspace.open_db(), result.run_id)
+        if run is not None:
+            typer.echo(format_evaluation(run.metrics))
 
 
 @runs_app.command("list")
@@ -267,6 +273,9 @@ def runs_show(
         known = ", ".join(r.name for r in list_runs(db)) or "none yet"
         raise WorkbenchError(f"no run named {name!r} (runs: {known})")
     typer.echo(f"{run.name}  ({run.kind}, {run.status}, created {run.created_at})")
+    if run.kind == "evaluation":
+        typer.echo(format_evaluation(run.metrics))
+        return
     if run.artifact_dir:
         typer.echo(f"  files    {run.artifact_dir}")
     typer.echo("  params   " + json.dumps(run.params, sort_keys=True))
@@ -284,6 +293,103 @@ def runs_show(
             typer.echo(f"\n  {image.filename if image else row.image_id}")
             for line in row.prompt.splitlines():
                 typer.echo(f"    {line}")
+
+
+def format_evaluation(m: dict[str, Any]) -> str:
+    """Corpus scores with their 95% intervals, unavailable metrics, and the per-scene table."""
+    from engine.evaluation.metrics import ALL_METRICS
+
+    lines = [f"  {m.get('images', '?')} images, {m.get('captions', '?')} captions scored, tokenizer {m.get('tokenizer', '?')}"
+             + (", references leave-one-out (human level)" if m.get("human") else "")]
+    lines.append(f"  {'metric':<9} {'score':>7}   95% interval ({m.get('resamples', 0)} bootstrap resamples)")
+    for name in ALL_METRICS:
+        if name in m:
+            lo, hi = m.get("ci95", {}).get(name, (None, None))
+            ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None else ""
+            lines.append(f"  {name:<9} {m[name]:>7.3f}   {ci}")
+        elif name in m.get("unavailable", {}):
+            lines.append(f"  {name:<9} {'n/a':>7}   {m['unavailable'][name]}")
+    scenes = m.get("per_scene", {})
+    if scenes:
+        cols = [n for n in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr") if n in m]
+        lines.append("\n  " + f"{'scene':<22} {'images':>6} " + " ".join(f"{c:>8}" for c in cols))
+        for scene, row in scenes.items():
+            lines.append(f"  {scene:<22} {row['images']:>6} " + " ".join(f"{row[c]:>8.3f}" for c in cols))
+    return "\n".join(lines)
+
+
+@runs_app.command("compare")
+@user_errors
+def runs_compare(
+    a: Annotated[str, typer.Argument(help="Evaluation run (or a generation run: its newest evaluation).")],
+    b: Annotated[str, typer.Argument(help="The run to compare with A.")],
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+) -> None:
+    """Paired bootstrap of B - A on the same images: the difference of every metric and its interval."""
+    from engine.jobs.compare import compare_runs
+
+    result = compare_runs(State.workspace, a, b, resamples=resamples)
+    typer.echo(f"{result.b} - {result.a} on {result.images} images ({resamples} paired resamples)")
+    typer.echo(f"  {'metric':<9} {'A':>7} {'B':>7} {'B - A':>8}   95% interval    P(B <= A)")
+    for name, row in result.rows.items():
+        typer.echo(f"  {name:<9} {row['a']:>7.3f} {row['b']:>7.3f} {row['difference']:>+8.3f}   [{row['low']:+.3f}, {row['high']:+.3f}]   {row['p_not_better']:.3f}")
+
+
+@app.command()
+@user_errors
+def export(
+    run: Annotated[str, typer.Argument(help="Generation or baseline run (or an evaluation of one).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="csv, jsonl or coco (results file + metrics JSON).")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default WORKSPACE/exports/RUN.EXT).")] = None,
+    split: Annotated[str, typer.Option(help="all, train, val or test.")] = "all",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Export a run's captions, one row per image, with references, per-image scores and ratings."""
+    result = _progress_runner("export", {"run": run, "format": format, "output": str(output) if output else "", "split": split, "force": force})
+    typer.echo(result.message)
+
+
+@app.command()
+@user_errors
+def rate(
+    generation_id: Annotated[int, typer.Argument(help="Id of a generated caption (see `workbench export`).")],
+    score: Annotated[int, typer.Argument(help="1 (bad) to 5 (good).")],
+    flag: Annotated[list[str] | None, typer.Option("--flag", help="hallucinated object, wrong count, wrong position, wrong scene, grammar (repeatable).")] = None,
+    note: Annotated[str, typer.Option(help="A free-text note.")] = "",
+    reviewer: Annotated[str | None, typer.Option(help="Reviewer name (default: your OS user).")] = None,
+) -> None:
+    """Rate one generated caption (the newest rating per reviewer counts; history is kept)."""
+    import getpass
+
+    from engine.store.results import add_rating
+
+    db = State.workspace.open_db()
+    try:
+        rating = add_rating(db, generation_id, reviewer or getpass.getuser(), score, flag or (), note)
+    except ValueError as exc:
+        raise WorkbenchError(str(exc)) from None
+    typer.echo(f"rated caption {generation_id}: {rating.score} by {rating.reviewer}" + (f", flags: {', '.join(rating.flags)}" if rating.flags else ""))
+
+
+@app.command()
+@user_errors
+def ratings(run: Annotated[str, typer.Argument(help="Generation or baseline run.")]) -> None:
+    """Review analytics of a run: reviewers, agreement (Krippendorff's alpha), ratings vs metrics."""
+    from engine.jobs.review import review_summary
+
+    s = review_summary(State.workspace.open_db(), run)
+    if not s.reviewers:
+        typer.echo(f"{s.run}: no ratings yet; rate captions with `workbench rate ID SCORE` (or the TUI's Review screen)")
+        return
+    typer.echo(f"{s.run}: {s.rated_images} images rated by {len(s.reviewers)} reviewers ({', '.join(f'{k} {v}' for k, v in s.reviewers.items())}), mean {s.mean_rating:.2f}")
+    typer.echo(f"  Krippendorff's alpha (ordinal) {s.alpha_ordinal:.3f} over {s.pairable_images} images rated by two or more")
+    if s.flags:
+        typer.echo("  flags: " + ", ".join(f"{k} {v}" for k, v in sorted(s.flags.items())))
+    if s.correlations:
+        typer.echo(f"  ratings vs per-image metrics of {s.evaluation}:")
+        typer.echo(f"  {'metric':<9} {'Spearman':>9} {'Kendall':>9} {'images':>7}")
+        for c in s.correlations:
+            typer.echo(f"  {c.metric:<9} {c.spearman:>9.3f} {c.kendall:>9.3f} {c.n:>7}")
 
 
 @app.command()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from engine.jobs.base import JobKind, ParamsError
 from engine.jobs.kinds.composition import COMPOSE
+from engine.jobs.kinds.evaluation import EVALUATE, EXPORT, IMPORT_GENERATIONS
 from engine.jobs.kinds.ingest import INGEST_CAPTIONS, INGEST_DRONE
 from engine.jobs.kinds.segmentation import SEGMENT, TRAIN_SEGMENTER
 from engine.jobs.kinds.synthesize import SYNTHESIZE
 
 KINDS: dict[str, JobKind] = {
-    k.name: k for k in (SYNTHESIZE, INGEST_CAPTIONS, INGEST_DRONE, TRAIN_SEGMENTER, SEGMENT, COMPOSE)
+    k.name: k
+    for k in (SYNTHESIZE, INGEST_CAPTIONS, INGEST_DRONE, TRAIN_SEGMENTER, SEGMENT, COMPOSE, IMPORT_GENERATIONS, EVALUATE, EXPORT)
 }
 
 

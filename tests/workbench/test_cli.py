@@ -130,3 +130,36 @@ def test_runs_list_and_show(cli, tmp_path: Path) -> None:  # type: ignore[no-unt
     assert "prompt_version" in shown and "dominant" in shown
     missing = cli("runs", "show", "nope")
     assert missing.exit_code == 1 and "no run named 'nope' (runs: compose.synthetic-gt)" in missing.output
+
+
+def test_evaluate_export_rate_ratings_compare_from_the_cli(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    cli("demo", "--images", "16", "--drone-images", "4")
+    ann = json.loads((tmp_path / "ws" / "synthetic" / "captions" / "dataset_synthetic.json").read_text())["images"]
+    results = tmp_path / "mine.json"
+    results.write_text(json.dumps([{"image_id": e["filename"], "caption": e["sentences"][1]["raw"]} for e in ann]))
+    assert cli("run", "import-generations", "-p", f"results={results}", "-p", "dataset=synthetic").exit_code == 0
+    result = cli("run", "evaluate", "-p", "generation=mine", "-p", "tokenizer=python", "-p", "resamples=100")
+    assert result.exit_code == 0, result.output
+    assert "95% interval" in result.output and "CIDEr" in result.output and "scene" in result.output
+    assert "METEOR        n/a   METEOR runs on Java" in result.output
+    out = tmp_path / "mine.jsonl"
+    assert cli("export", "mine", "-o", str(out)).exit_code == 0
+    again = cli("export", "mine", "-o", str(out))
+    assert again.exit_code == 1 and "exists; pass --force" in again.output
+    gen_id = json.loads(out.read_text().splitlines()[0])["image_id"]
+    from engine.store.results import generations_of
+    from engine.store.runs import get_run
+    from engine.workspace import Workspace
+
+    db = Workspace(tmp_path / "ws").open_db()
+    gid = next(g.id for g in generations_of(db, get_run(db, "mine").id) if g.image_id == gen_id)  # type: ignore[union-attr]
+    rated = cli("rate", str(gid), "4", "--flag", "grammar", "--reviewer", "ann")
+    assert rated.exit_code == 0 and "rated caption" in rated.output and "grammar" in rated.output
+    bad = cli("rate", str(gid), "7")
+    assert bad.exit_code == 1 and "must be 1 to 5" in bad.output
+    summary = cli("ratings", "mine")
+    assert "1 images rated by 1 reviewers (ann 1)" in summary.output
+    compared = cli("runs", "compare", "mine", "mine", "--resamples", "50")
+    assert compared.exit_code == 0 and "+0.000" in compared.output

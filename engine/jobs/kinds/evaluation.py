@@ -1,0 +1,327 @@
+"""Job kinds ``evaluate``, ``import-generations`` and ``export``.
+
+``evaluate`` scores a generation (or baseline) run against the references with the COCO caption
+toolkit, or the references themselves leave-one-out (the human level); it stores corpus scores
+under the toolkit's names with 95% bootstrap intervals, per-image scores, a per-scene table, and
+the per-image statistics (``models/<run>/stats.npz``) that later comparisons resample.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from engine.datasets.errors import DatasetError
+from engine.evaluation.metrics import (
+    ALL_METRICS, METRICS, EvaluationError, MeteorSession, Scores, bootstrap, check_metrics, group_scores, leave_one_out,
+    score_captions,
+)
+from engine.evaluation.tokenize import java_available
+from engine.jobs.base import JobContext, JobKind, JobResult
+from engine.jobs.kinds.segmentation import _check_run_name, dataset_of_kind
+from engine.store.catalog import captions_for, get_dataset_by_id, list_images
+from engine.store.results import add_generations, add_scores, export_rows, generations_of, latest_evaluation
+from engine.store.runs import Run, create_run, get_run, get_run_by_id, set_run_status
+
+GENERATION_KINDS = ("generation", "baseline")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    generation: str | None = None
+    """Generation or baseline run to score."""
+    human: str | None = None
+    """Or: a captioning dataset whose references are scored leave-one-out (the level humans reach)."""
+    split: Literal["all", "train", "val", "test"] = "all"
+    """Images to score (human: default all of the dataset)."""
+    name: str | None = None
+    """Run name (default eval.<generation> or human.<dataset>.<split>)."""
+    metrics: tuple[str, ...] = METRICS
+    """Comma-separated toolkit metric names (SPICE is reported unavailable)."""
+    tokenizer: Literal["auto", "java", "python"] = "auto"
+    """PTB tokenizer: the toolkit's Java one, the Java-free equivalent, or Java when installed."""
+    resamples: int = 1000
+    """Bootstrap resamples for the intervals (0: none)."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+
+    def __post_init__(self) -> None:
+        _check_run_name(self.name)
+        if (self.generation is None) == (self.human is None):
+            raise ValueError("give exactly one of generation=RUN or human=DATASET")
+        try:
+            check_metrics(self.metrics)
+        except EvaluationError as exc:
+            raise ValueError(f"metrics: {exc}") from None
+        if not self.metrics:
+            raise ValueError("metrics: name at least one")
+        if self.resamples < 0:
+            raise ValueError("resamples: must be 0 or more")
+
+
+def _generation_run(ctx: JobContext, name: str) -> Run:
+    run = get_run(ctx.db, name)
+    if run is None or run.kind not in GENERATION_KINDS:
+        raise EvaluationError(f"generation={name!r}: no generation or baseline run of that name")
+    return run
+
+
+def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
+    split = None if params.split == "all" else params.split
+    use_java = {"auto": None, "java": True, "python": False}[params.tokenizer]
+    if use_java and not java_available():
+        raise EvaluationError("tokenizer=java: Java is not installed; use tokenizer=python (METEOR needs Java)")
+    if params.generation is not None:
+        source = _generation_run(ctx, params.generation)
+        if source.status != "complete":
+            raise EvaluationError(f"generation run {source.name!r} is {source.status}; finish it first")
+        gens = generations_of(ctx.db, source.id)
+        images = {im.id: im for im in list_images(ctx.db, source.dataset_id or 0, split=split)}
+        gens = [g for g in gens if g.image_id in images]
+        if not gens:
+            raise EvaluationError(f"generation run {source.name!r} has no captions{'' if split is None else f' for split {split}'}; nothing to score")
+        refs = captions_for(ctx.db, [g.image_id for g in gens])
+        missing = [images[g.image_id].filename for g in gens if not refs[g.image_id]]
+        if missing:
+            raise EvaluationError(f"references missing for {len(missing)} images (first: {', '.join(missing[:3])}); every scored image needs references")
+        references = {g.image_id: [c.text for c in refs[g.image_id]] for g in gens}
+        hypotheses = {g.image_id: g.text for g in gens}
+        scene_of = {g.image_id: images[g.image_id].scene or "(none)" for g in gens}
+        name = params.name or f"eval.{source.name}"
+        parent, dataset_id = source.id, source.dataset_id
+        label = f"{source.name} ({len(gens)} images)"
+    else:
+        ds = dataset_of_kind(ctx, params.human, "captioning", "ingest one with `workbench ingest captions PATH`")  # type: ignore[arg-type]
+        images = {im.id: im for im in list_images(ctx.db, ds.id, split=split)}
+        refs = captions_for(ctx.db, list(images))
+        references, hypotheses = leave_one_out({i: [c.text for c in refs[i]] for i in images})
+        if not hypotheses:
+            raise EvaluationError(f"dataset {ds.name!r} has no images with two or more references{'' if split is None else f' in split {split}'}")
+        scene_of = {key: images[key[0]].scene or "(none)" for key in hypotheses}  # type: ignore[index]
+        name = params.name or f"human.{ds.name}.{params.split}"
+        parent, dataset_id = None, ds.id
+        label = f"references of {ds.name} leave-one-out ({len(images)} images, {len(hypotheses)} captions)"
+
+    existing = get_run(ctx.db, name)
+    if existing is not None:
+        if existing.kind != "evaluation":
+            raise EvaluationError(f"name={name!r} is taken by a {existing.kind} run; choose another name")
+        ctx.db.execute("DELETE FROM runs WHERE id = ?", [existing.id])  # a re-evaluation replaces the old one
+    out_dir = ctx.workspace.model_dir(name)
+    run = create_run(ctx.db, kind="evaluation", name=name, params={**asdict(params), "name": name, "metrics": list(params.metrics)},
+                     parent_run_id=parent, dataset_id=dataset_id, artifact_dir=str(out_dir))
+    try:
+        ctx.progress(0, 3, "scoring")
+        session = MeteorSession() if "METEOR" in params.metrics and (use_java if use_java is not None else java_available()) else None
+        try:
+            scores = score_captions(references, hypotheses, metrics=params.metrics, use_java=use_java, meteor=session)
+            ctx.check_stop()
+            ctx.progress(1, 3, "bootstrap intervals")
+            intervals = bootstrap(scores, resamples=params.resamples, seed=params.seed, meteor=session) if params.resamples else {}
+            per_scene = group_scores(scores, [scene_of[k] for k in scores.keys], meteor=session)
+        finally:
+            if session is not None:
+                session.close()
+        ctx.progress(2, 3, "storing")
+        per_image = _per_image(scores)
+        add_scores(ctx.db, run.id, [(image_id, m, v) for image_id, row in per_image.items() for m, v in row.items()])
+        save_stats(out_dir, scores)
+        metrics: dict[str, Any] = dict(scores.corpus)
+        metrics |= {
+            "ci95": {m: list(v) for m, v in intervals.items()}, "per_scene": per_scene, "images": len(per_image),
+            "captions": len(scores.keys), "tokenizer": scores.tokenizer, "unavailable": scores.unavailable,
+            "resamples": params.resamples, "human": params.human is not None,
+        }
+        set_run_status(ctx.db, run.id, "complete", metrics)
+    except BaseException:
+        set_run_status(ctx.db, run.id, "failed")
+        raise
+    ctx.progress(3, 3, "done")
+    headline = ", ".join(f"{m} {scores.corpus[m]:.3f}" for m in ALL_METRICS if m in scores.corpus)
+    return JobResult(f"{name}: {label}: {headline}", run_id=run.id, data={"corpus": scores.corpus, "ci95": intervals})
+
+
+def _per_image(scores: Scores) -> dict[int, dict[str, float]]:
+    """Per-image values; leave-one-out keys (image, i) are averaged per image."""
+    sums: dict[int, dict[str, list[float]]] = {}
+    for idx, key in enumerate(scores.keys):
+        image_id = key[0] if isinstance(key, tuple) else key
+        row = sums.setdefault(int(image_id), {})  # type: ignore[call-overload]
+        for m, values in scores.per_image.items():
+            row.setdefault(m, []).append(float(values[idx]))
+    return {i: {m: float(np.mean(v)) for m, v in row.items()} for i, row in sums.items()}
+
+
+def save_stats(folder: Path, scores: Scores) -> None:
+    """Keep what bootstraps and paired comparisons need: keys, per-image scores, counts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {"keys": np.array([json.dumps(k) for k in scores.keys]), "bleu_stats": scores.bleu_stats}
+    if scores.meteor_stats is not None:
+        arrays["meteor_stats"] = scores.meteor_stats
+    arrays |= {f"per_image.{m}": v for m, v in scores.per_image.items()}
+    tmp = folder / ".stats.tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, folder / "stats.npz")
+    (folder / "corpus.json").write_text(json.dumps({"corpus": scores.corpus, "unavailable": scores.unavailable, "tokenizer": scores.tokenizer}))
+
+
+def load_stats(folder: Path) -> Scores:
+    """:raises EvaluationError: if the folder holds no statistics"""
+    path = folder / "stats.npz"
+    if not path.is_file():
+        raise EvaluationError(f"{path}: no evaluation statistics; evaluate the run again")
+    data = np.load(path)
+    head = json.loads((folder / "corpus.json").read_text())
+    keys = [json.loads(k) for k in data["keys"]]
+    keys = [tuple(k) if isinstance(k, list) else k for k in keys]
+    per_image = {name.split(".", 1)[1]: data[name] for name in data.files if name.startswith("per_image.")}
+    return Scores(keys, head["corpus"], per_image, data["bleu_stats"], data["meteor_stats"] if "meteor_stats" in data.files else None,
+                  head["unavailable"], head["tokenizer"])
+
+
+EVALUATE = JobKind("evaluate", EvaluateParams, evaluate, "Score generated captions (or the references leave-one-out) with BLEU, METEOR, ROUGE-L, CIDEr")
+
+
+# ------------------------------------------------------------------------------------------------
+# import-generations: captions made elsewhere, as a generation run
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImportGenerationsParams:
+    results: str
+    """COCO results file: [{"image_id": ..., "caption": ...}]; image_id is the source's id or the filename."""
+    dataset: str
+    """Captioning dataset the captions describe."""
+    name: str | None = None
+    """Run name (default: the file's stem)."""
+
+    def __post_init__(self) -> None:
+        _check_run_name(self.name)
+
+
+def import_generations(params: ImportGenerationsParams, ctx: JobContext) -> JobResult:
+    from engine.datasets.captions import load_json
+
+    ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
+    path = Path(params.results).expanduser()
+    data = load_json(path)
+    if not isinstance(data, list) or not all(isinstance(r, dict) and "image_id" in r and isinstance(r.get("caption"), str) for r in data):
+        raise DatasetError(f"{path}: not a COCO results file; expected [{{\"image_id\": ..., \"caption\": \"...\"}}, ...]")
+    images = list_images(ctx.db, ds.id)
+    by_key = {str(im.source_id): im.id for im in images if im.source_id is not None} | {im.filename: im.id for im in images}
+    rows, unknown = [], []
+    for r in data:
+        image_id = by_key.get(str(r["image_id"]))
+        if image_id is None:
+            unknown.append(str(r["image_id"]))
+        else:
+            rows.append((image_id, r["caption"].strip()))
+    if unknown:
+        raise DatasetError(f"{path}: {len(unknown)} image ids are not in dataset {ds.name!r} (first: {', '.join(unknown[:3])})")
+    if len({i for i, _ in rows}) != len(rows):
+        raise DatasetError(f"{path}: some images have more than one caption; give one per image")
+    name = params.name or path.stem
+    if get_run(ctx.db, name) is not None:
+        raise DatasetError(f"name={name!r} is taken; choose another name")
+    run = create_run(ctx.db, kind="generation", name=name, params={**asdict(params), "name": name, "imported": True}, dataset_id=ds.id)
+    add_generations(ctx.db, run.id, rows)
+    set_run_status(ctx.db, run.id, "complete", {"images": len(rows)})
+    return JobResult(f"{name}: imported {len(rows)} captions for {ds.name}", run_id=run.id, data={"images": len(rows)})
+
+
+IMPORT_GENERATIONS = JobKind("import-generations", ImportGenerationsParams, import_generations, "Import captions made elsewhere (COCO results JSON) as a generation run")
+
+
+# ------------------------------------------------------------------------------------------------
+# export
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExportParams:
+    run: str
+    """Generation or baseline run (or an evaluation run: its generation run is exported)."""
+    format: Literal["csv", "jsonl", "coco"] = "jsonl"
+    """csv / jsonl: a row per image; coco: the results file plus <name>.metrics.json."""
+    output: str = ""
+    """File to write (default: WORKSPACE/exports/<run>.<format>)."""
+    split: Literal["all", "train", "val", "test"] = "all"
+    """Images to export."""
+    force: bool = False
+    """Overwrite an existing file."""
+
+
+def _write_atomic(path: Path, text: str, force: bool) -> None:
+    if path.exists() and not force:
+        raise DatasetError(f"{path}: exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise DatasetError(f"{path.parent}: folder not found; create it or choose another output")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export(params: ExportParams, ctx: JobContext) -> JobResult:
+    run = get_run(ctx.db, params.run)
+    if run is not None and run.kind == "evaluation" and run.parent_run_id is not None:
+        run = get_run_by_id(ctx.db, run.parent_run_id)
+    if run is None or run.kind not in GENERATION_KINDS:
+        raise EvaluationError(f"run={params.run!r}: no generation, baseline or evaluation-of-generation run of that name")
+    rows = export_rows(ctx.db, run.id, None if params.split == "all" else params.split)
+    if not rows:
+        raise EvaluationError(f"run {run.name!r} has no generated captions{'' if params.split == 'all' else f' in split {params.split}'} to export")
+    suffix = {"csv": "csv", "jsonl": "jsonl", "coco": "json"}[params.format]
+    path = Path(params.output).expanduser() if params.output else ctx.workspace.exports_dir / f"{run.name}.{suffix}"
+    evaluation = latest_evaluation(ctx.db, run.id)
+    metrics = get_run_by_id(ctx.db, evaluation).metrics if evaluation is not None else {}  # type: ignore[union-attr]
+    written = [path]
+    if params.format == "jsonl":
+        _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), params.force)
+    elif params.format == "csv":
+        _write_atomic(path, _csv(rows), params.force)
+    else:
+        results = [{"image_id": r["source_id"] if r["source_id"] is not None else r["filename"], "caption": r["caption"]} for r in rows]
+        metrics_path = path.with_name(path.stem + ".metrics.json")
+        if metrics_path.exists() and not params.force:
+            raise DatasetError(f"{metrics_path}: exists; pass --force to overwrite it")
+        _write_atomic(path, json.dumps(results, ensure_ascii=False), params.force)
+        corpus = {m: metrics[m] for m in ALL_METRICS if m in metrics}
+        _write_atomic(metrics_path, json.dumps({"run": run.name, "corpus": corpus, "ci95": metrics.get("ci95", {}),
+                                                "unavailable": metrics.get("unavailable", {})}, indent=2), True)
+        written.append(metrics_path)
+    dataset = get_dataset_by_id(ctx.db, run.dataset_id) if run.dataset_id else None
+    return JobResult(f"wrote {len(rows)} rows of {run.name}{f' ({dataset.name})' if dataset else ''} to {', '.join(map(str, written))}",
+                     run_id=run.id, data={"rows": len(rows), "paths": [str(p) for p in written]})
+
+
+CSV_COLUMNS = ("image_id", "source_id", "filename", "split", "scene", "caption", "references", "scores", "ratings")
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    """One row per image; list and dict fields are JSON in their cell, so nothing is lost."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    metric_names = [m for m in ALL_METRICS if any(m in r["scores"] for r in rows)]
+    writer.writerow([*CSV_COLUMNS[:6], *metric_names, "references", "ratings"])
+    for r in rows:
+        writer.writerow([
+            r["image_id"], r["source_id"] or "", r["filename"], r["split"] or "", r["scene"] or "", r["caption"],
+            *[repr(r["scores"][m]) if m in r["scores"] else "" for m in metric_names],
+            json.dumps(r["references"], ensure_ascii=False), json.dumps(r["ratings"], ensure_ascii=False),
+        ])
+    return buf.getvalue()
+
+
+EXPORT = JobKind("export", ExportParams, export, "Export a run's captions with references, scores and ratings (csv, jsonl, coco)")

@@ -1,0 +1,159 @@
+"""Generated captions, per-image scores and ratings.
+
+A generation run holds one caption per image; an evaluation run holds per-image scores under
+the toolkit's metric names and points at the generation run it scored. Ratings keep their
+history: the current rating of a (generation, reviewer) is the latest row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from engine.store.catalog import now
+
+FLAGS = ("hallucinated object", "wrong count", "wrong position", "wrong scene", "grammar")
+"""The review flags a rating may carry."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: int
+    run_id: int
+    image_id: int
+    text: str
+    created_at: str
+
+
+def add_generations(db: sqlite_utils.Database, run_id: int, rows: Iterable[tuple[int, str]]) -> int:
+    """Insert (or replace) ``(image_id, text)`` captions of a run in one transaction."""
+    stamp = now()
+    with db.atomic():
+        cur = db.conn.executemany(
+            "INSERT INTO generations (run_id, image_id, text, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_id, image_id) DO UPDATE SET text = excluded.text, created_at = excluded.created_at",
+            [(run_id, image_id, text, stamp) for image_id, text in rows],
+        )
+    return int(cur.rowcount)
+
+
+def generations_of(db: sqlite_utils.Database, run_id: int) -> list[Generation]:
+    return [Generation(**r) for r in db.query("SELECT * FROM generations WHERE run_id = ? ORDER BY image_id", [run_id])]
+
+
+def add_scores(db: sqlite_utils.Database, run_id: int, rows: Iterable[tuple[int, str, float]]) -> None:
+    """Insert ``(image_id, metric, value)`` per-image scores of an evaluation run."""
+    with db.atomic():
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO scores (run_id, image_id, metric, value) VALUES (?, ?, ?, ?)",
+            [(run_id, i, m, v) for i, m, v in rows],
+        )
+
+
+def scores_of(db: sqlite_utils.Database, run_id: int) -> dict[int, dict[str, float]]:
+    """image id -> metric -> value."""
+    out: dict[int, dict[str, float]] = {}
+    for image_id, metric, value in db.conn.execute("SELECT image_id, metric, value FROM scores WHERE run_id = ?", [run_id]):
+        out.setdefault(image_id, {})[metric] = value
+    return out
+
+
+def latest_evaluation(db: sqlite_utils.Database, generation_run_id: int) -> int | None:
+    """The newest complete evaluation run of a generation run, if any."""
+    row = db.conn.execute(
+        "SELECT id FROM runs WHERE kind = 'evaluation' AND parent_run_id = ? AND status = 'complete' ORDER BY id DESC LIMIT 1",
+        [generation_run_id],
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+@dataclass(frozen=True)
+class Rating:
+    id: int
+    generation_id: int
+    reviewer: str
+    score: int | None
+    flags: list[str]
+    note: str
+    created_at: str
+
+
+def add_rating(
+    db: sqlite_utils.Database,
+    generation_id: int,
+    reviewer: str,
+    score: int | None,
+    flags: Sequence[str] = (),
+    note: str = "",
+) -> Rating:
+    """Record a rating (committed at once; earlier ratings stay as history).
+
+    :raises ValueError: for a score outside 1..5, an unknown flag, or an unknown generation
+    """
+    if score is not None and not 1 <= score <= 5:
+        raise ValueError(f"score {score}: must be 1 to 5")
+    unknown = [f for f in flags if f not in FLAGS]
+    if unknown:
+        raise ValueError(f"unknown flag {unknown[0]!r}; valid: {', '.join(FLAGS)}")
+    if not reviewer:
+        raise ValueError("reviewer: must not be empty")
+    with db.atomic():
+        if db.conn.execute("SELECT 1 FROM generations WHERE id = ?", [generation_id]).fetchone() is None:
+            raise ValueError(f"no generated caption with id {generation_id}")
+        cur = db.conn.execute(
+            "INSERT INTO ratings (generation_id, reviewer, score, flags, note, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [generation_id, reviewer, score, json.dumps(sorted(set(flags))), note, now()],
+        )
+    row = next(db.query("SELECT * FROM ratings WHERE id = ?", [cur.lastrowid]))
+    return Rating(**{**row, "flags": json.loads(row["flags"])})
+
+
+def current_ratings(db: sqlite_utils.Database, run_id: int) -> list[Rating]:
+    """The latest rating of every (generation, reviewer) of a generation run."""
+    rows = db.query(
+        "SELECT r.* FROM ratings r JOIN generations g ON g.id = r.generation_id"
+        " WHERE g.run_id = ? AND r.id = (SELECT MAX(id) FROM ratings r2"
+        "   WHERE r2.generation_id = r.generation_id AND r2.reviewer = r.reviewer)"
+        " ORDER BY r.generation_id, r.reviewer",
+        [run_id],
+    )
+    return [Rating(**{**r, "flags": json.loads(r["flags"])}) for r in rows]
+
+
+def export_rows(db: sqlite_utils.Database, run_id: int, split: str | None = None) -> list[dict[str, Any]]:
+    """One row per generated caption: image, references, caption, per-image scores of the newest
+    evaluation, and every reviewer's current rating."""
+    evaluation = latest_evaluation(db, run_id)
+    scores = scores_of(db, evaluation) if evaluation is not None else {}
+    ratings: dict[int, list[dict[str, Any]]] = {}
+    for r in current_ratings(db, run_id):
+        ratings.setdefault(r.generation_id, []).append({"reviewer": r.reviewer, "score": r.score, "flags": r.flags, "note": r.note})
+    where, args = "g.run_id = ?", [run_id]
+    if split is not None:
+        where += " AND i.split = ?"
+        args.append(split)
+    out = []
+    gens = list(db.query(
+        f"SELECT g.id, g.image_id, g.text, i.filename, i.split, i.scene, i.source_id FROM generations g"
+        f" JOIN images i ON i.id = g.image_id WHERE {where} ORDER BY g.image_id",
+        args,
+    ))
+    refs: dict[int, list[str]] = {}
+    ids = [g["image_id"] for g in gens]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for image_id, text in db.conn.execute(
+            f"SELECT image_id, text FROM captions WHERE image_id IN ({','.join('?' * len(chunk))}) ORDER BY image_id, idx", chunk
+        ):
+            refs.setdefault(image_id, []).append(text)
+    for g in gens:
+        out.append({
+            "image_id": g["image_id"], "source_id": g["source_id"], "filename": g["filename"], "split": g["split"],
+            "scene": g["scene"], "references": refs.get(g["image_id"], []), "caption": g["text"],
+            "scores": scores.get(g["image_id"], {}), "ratings": ratings.get(g["id"], []),
+        })
+    return out

@@ -1,0 +1,161 @@
+"""evaluate / import-generations / export job kinds, ratings and analytics, on a small workspace."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.datasets.synthetic import write_captioning_dataset
+from engine.jobs import ParamsError
+from engine.jobs.compare import compare_runs
+from engine.jobs.foreground import run_foreground
+from engine.jobs.review import review_summary
+from engine.store.results import add_rating, generations_of, scores_of
+from engine.store.runs import get_run
+from engine.workspace import Workspace
+from tests.conftest import db_fingerprint
+
+PY = {"tokenizer": "python", "resamples": "200"}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    w = Workspace(tmp_path / "ws")
+    w.init()
+    data = write_captioning_dataset(tmp_path / "syn", 30, size=48, seed=4)
+    run_foreground(w, "ingest-captions", {"path": str(data.root), "name": "syn"})
+    ann = json.loads(data.annotations.read_text())  # type: ignore[union-attr]
+    first = [{"image_id": e["filename"], "caption": e["sentences"][0]["raw"]} for e in ann["images"]]
+    second = [{"image_id": e["filename"], "caption": "a piece of green land"} for e in ann["images"]]
+    (tmp_path / "first.json").write_text(json.dumps(first))
+    (tmp_path / "constant.json").write_text(json.dumps(second))
+    run_foreground(w, "import-generations", {"results": str(tmp_path / "first.json"), "dataset": "syn"})
+    run_foreground(w, "import-generations", {"results": str(tmp_path / "constant.json"), "dataset": "syn"})
+    return w
+
+
+def test_evaluate_stores_corpus_intervals_scene_table_and_per_image_scores(ws: Workspace) -> None:
+    result = run_foreground(ws, "evaluate", {"generation": "first", **PY})
+    db = ws.open_db()
+    run = get_run(db, "eval.first")
+    assert run is not None and run.status == "complete" and run.parent_run_id == get_run(db, "first").id  # type: ignore[union-attr]
+    m = run.metrics
+    for metric in ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"):
+        lo, hi = m["ci95"][metric]
+        assert lo <= m[metric] <= hi
+    assert m["unavailable"]["METEOR"].startswith("METEOR runs on Java") and "SPICE" not in m
+    assert set(m["per_scene"]) == {"residential", "parking", "river", "pond", "forest", "farmland", "bareland", "industrial"}
+    assert m["images"] == 30 and m["tokenizer"] == "ptb-python"
+    per_image = scores_of(db, run.id)
+    assert len(per_image) == 30 and set(next(iter(per_image.values()))) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"}
+    assert result.data["corpus"]["Bleu_4"] == pytest.approx(1.0, abs=1e-6)
+    assert (ws.model_dir("eval.first") / "stats.npz").is_file()
+
+
+def test_human_reference_point_and_paired_comparison(ws: Workspace) -> None:
+    human = run_foreground(ws, "evaluate", {"human": "syn", **PY})
+    assert "leave-one-out" in human.message
+    run_foreground(ws, "evaluate", {"generation": "first", **PY})
+    run_foreground(ws, "evaluate", {"generation": "constant", **PY})
+    comparison = compare_runs(ws, "constant", "first", resamples=200)
+    assert comparison.images == 30
+    assert comparison.rows["CIDEr"]["difference"] > 0 and comparison.rows["CIDEr"]["low"] > 0
+    same = compare_runs(ws, "first", "eval.first", resamples=100)
+    assert all(row["difference"] == 0 and row["low"] == 0 == row["high"] for row in same.rows.values())
+
+
+def test_export_round_trip_in_three_formats(ws: Workspace, tmp_path: Path) -> None:
+    run_foreground(ws, "evaluate", {"generation": "first", **PY})
+    db = ws.open_db()
+    gens = generations_of(db, get_run(db, "first").id)  # type: ignore[union-attr]
+    add_rating(db, gens[0].id, "ann", 4, ["grammar"], "fine, one typo")
+    add_rating(db, gens[0].id, "bob", 2)
+    add_rating(db, gens[0].id, "bob", 3, note="second look")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_foreground(ws, "export", {"run": "first", "format": "jsonl", "output": str(out / "x.jsonl")})
+    rows = [json.loads(line) for line in (out / "x.jsonl").read_text().splitlines()]
+    assert result.data["rows"] == len(rows) == 30
+    stored = scores_of(db, get_run(db, "eval.first").id)  # type: ignore[union-attr]
+    first = next(r for r in rows if r["image_id"] == gens[0].image_id)
+    assert first["caption"] == gens[0].text and len(first["references"]) == 5
+    assert first["scores"] == stored[gens[0].image_id]
+    assert sorted((r["reviewer"], r["score"], r["note"]) for r in first["ratings"]) == [("ann", 4, "fine, one typo"), ("bob", 3, "second look")]
+
+    run_foreground(ws, "export", {"run": "first", "format": "csv", "output": str(out / "x.csv")})
+    with (out / "x.csv").open(newline="") as fh:
+        table = list(csv.DictReader(fh))
+    row = next(r for r in table if int(r["image_id"]) == gens[0].image_id)
+    assert float(row["CIDEr"]) == stored[gens[0].image_id]["CIDEr"]
+    assert json.loads(row["references"]) == first["references"] and json.loads(row["ratings"]) == first["ratings"]
+
+    run_foreground(ws, "export", {"run": "eval.first", "format": "coco", "output": str(out / "r.json"), "split": "test"})
+    results = json.loads((out / "r.json").read_text())
+    assert len(results) == 3 and set(results[0]) == {"image_id", "caption"}
+    metrics = json.loads((out / "r.metrics.json").read_text())
+    assert metrics["corpus"]["CIDEr"] == get_run(db, "eval.first").metrics["CIDEr"]  # type: ignore[union-attr]
+
+    before = (out / "x.jsonl").read_text()
+    with pytest.raises(Exception, match="exists; pass --force"):
+        run_foreground(ws, "export", {"run": "first", "format": "jsonl", "output": str(out / "x.jsonl")})
+    assert (out / "x.jsonl").read_text() == before
+    run_foreground(ws, "export", {"run": "first", "format": "jsonl", "output": str(out / "x.jsonl"), "force": "true"})
+
+
+def test_review_summary_agreement_and_correlation(ws: Workspace) -> None:
+    run_foreground(ws, "evaluate", {"generation": "constant", **PY})
+    db = ws.open_db()
+    gens = generations_of(db, get_run(db, "constant").id)  # type: ignore[union-attr]
+    for k, g in enumerate(gens[:6]):
+        add_rating(db, g.id, "ann", 1 + k % 5)
+        add_rating(db, g.id, "bob", 1 + k % 5)
+    s = review_summary(db, "constant")
+    assert s.reviewers == {"ann": 6, "bob": 6} and s.rated_images == 6 and s.pairable_images == 6
+    assert s.alpha_ordinal == pytest.approx(1.0)
+    assert {c.metric for c in s.correlations} >= {"CIDEr", "Bleu_1"} and all(c.n == 6 for c in s.correlations)
+    with pytest.raises(ValueError, match="unknown flag 'typo'"):
+        add_rating(db, gens[0].id, "ann", 3, ["typo"])
+    with pytest.raises(ValueError, match="must be 1 to 5"):
+        add_rating(db, gens[0].id, "ann", 6)
+
+
+def _fails(ws: Workspace, kind: str, params: dict[str, Any], match: str) -> None:
+    before = db_fingerprint(ws)
+    with pytest.raises(Exception) as err:
+        run_foreground(ws, kind, params)
+    assert match in str(err.value), str(err.value)
+    assert db_fingerprint(ws) == before
+
+
+def test_bad_inputs(ws: Workspace, tmp_path: Path) -> None:
+    _fails(ws, "evaluate", {"generation": "nope"}, "generation='nope': no generation or baseline run")
+    _fails(ws, "evaluate", {"generation": "first", "metrics": "Bleu_4,BLEU"}, "unknown metric 'BLEU'")
+    _fails(ws, "evaluate", {"generation": "first", "human": "syn"}, "give exactly one of generation=RUN or human=DATASET")
+    _fails(ws, "export", {"run": "first", "output": str(tmp_path / "missing" / "x.jsonl")}, "folder not found")
+    _fails(ws, "export", {"run": "syn"}, "run='syn': no generation")
+    (tmp_path / "bad.json").write_text(json.dumps([{"image_id": "nope.jpg", "caption": "x"}]))
+    _fails(ws, "import-generations", {"results": str(tmp_path / "bad.json"), "dataset": "syn"}, "1 image ids are not in dataset 'syn' (first: nope.jpg)")
+    (tmp_path / "empty.json").write_text("[]")
+    run_foreground(ws, "import-generations", {"results": str(tmp_path / "empty.json"), "dataset": "syn"})
+    _fails(ws, "evaluate", {"generation": "empty"}, "has no captions")
+
+
+def test_references_missing_for_an_image(ws: Workspace, tmp_path: Path) -> None:
+    coco = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
+            "annotations": [{"image_id": 1, "caption": "a pond"}]}
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    run_foreground(ws, "ingest-captions", {"path": str(tmp_path / "c.json"), "split": "test", "allow_missing": "true", "name": "c"})
+    (tmp_path / "g.json").write_text(json.dumps([{"image_id": 1, "caption": "a pond"}, {"image_id": 2, "caption": "a road"}]))
+    run_foreground(ws, "import-generations", {"results": str(tmp_path / "g.json"), "dataset": "c", "name": "g"})
+    _fails(ws, "evaluate", {"generation": "g", **PY}, "references missing for 1 images (first: b.jpg)")
+
+
+def test_unknown_metric_is_a_params_error() -> None:
+    from engine.jobs import get_kind
+
+    with pytest.raises(ParamsError, match="metrics: unknown metric 'Cider'"):
+        get_kind("evaluate").parse({"generation": "x", "metrics": "Cider"})
