@@ -366,7 +366,9 @@ def _amount(n: int, rng: np.random.Generator) -> str:
 
 
 def _plural(n: int, word: str) -> str:
-    return word if n == 1 else word + "s"
+    if n == 1:
+        return word
+    return word[:-1] + "ies" if word.endswith("y") else word + "s"
 
 
 def caption_sentences(facts: SceneFacts, seed: int, n: int = 5) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.jobs.base import JobKind, ParamsError
+from engine.jobs.kinds.captioning import BASELINE_KNN, GENERATE, TRAIN_CAPTIONER
 from engine.jobs.kinds.composition import COMPOSE
 from engine.jobs.kinds.evaluation import EVALUATE, EXPORT, IMPORT_GENERATIONS
 from engine.jobs.kinds.ingest import INGEST_CAPTIONS, INGEST_DRONE
@@ -11,7 +12,10 @@ from engine.jobs.kinds.synthesize import SYNTHESIZE
 
 KINDS: dict[str, JobKind] = {
     k.name: k
-    for k in (SYNTHESIZE, INGEST_CAPTIONS, INGEST_DRONE, TRAIN_SEGMENTER, SEGMENT, COMPOSE, IMPORT_GENERATIONS, EVALUATE, EXPORT)
+    for k in (
+        SYNTHESIZE, INGEST_CAPTIONS, INGEST_DRONE, TRAIN_SEGMENTER, SEGMENT, COMPOSE, TRAIN_CAPTIONER, GENERATE, BASELINE_KNN,
+        IMPORT_GENERATIONS, EVALUATE, EXPORT,
+    )
 }
 
 

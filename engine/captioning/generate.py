@@ -1,0 +1,71 @@
+"""Batched caption generation: left-padded prompts, greedy or beam search, deterministic.
+
+Prompts are sorted by length before batching (less padding, and a batch's result does not depend
+on which other prompts share it beyond padding, which the attention mask and positions hide);
+results come back in the caller's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 40
+    num_beams: int = 1
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+
+
+def generate_captions(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    settings: GenerationSettings,
+    *,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] = lambda i, n: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> tuple[list[str], int] | None:
+    """Captions for ``prompts`` in order, and the number of tokens generated; None if stopped."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    encoded = [bos + tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    out: list[str] = [""] * len(prompts)
+    produced = 0
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(order), batch_size):
+        if should_stop():
+            return None
+        idx = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            n = len(encoded[i])
+            ids[row, width - n :] = torch.tensor(encoded[i])
+            mask[row, width - n :] = 1
+        with torch.inference_mode():
+            generated = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams,
+                repetition_penalty=settings.repetition_penalty, no_repeat_ngram_size=settings.no_repeat_ngram_size,
+                pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+            )
+        new = generated[:, width:].cpu()
+        for row, i in enumerate(idx):
+            cut = new[row].tolist()
+            if tokenizer.eos_token_id in cut:
+                cut = cut[: cut.index(tokenizer.eos_token_id)]
+            tokens = [t for t in cut if t != pad]
+            produced += len(tokens)
+            out[i] = " ".join(tokenizer.decode(tokens, skip_special_tokens=True).split())
+        progress(min(start + batch_size, len(order)), len(order))
+    return out, produced

@@ -1,0 +1,199 @@
+"""Train a captioner: length-grouped batches, gradient accumulation, AdamW with warmup and cosine
+decay, validation loss each epoch, early stopping, checkpoint and resume.
+
+Folder (``out_dir``):
+    model/        the best model so far (full weights, or the LoRA adapter) + tokenizer; loadable
+                  with the Auto classes (peft's for an adapter), offline
+    trainer.pt    last epoch's trainable weights, optimizer, schedule, epoch and history: resume
+    metrics.json  loss curve and validation losses
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.captioning.data import Encoded, collate, length_grouped_batches, random_batches
+
+Progress = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 8
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    patience: int = 2
+    """Epochs without a better validation loss before stopping."""
+    seed: int = 0
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: no cap)."""
+    length_grouped: bool = True
+
+
+@dataclass
+class TrainResult:
+    epochs_done: int
+    best_val_loss: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped: bool = False
+    early_stopped: bool = False
+    resumed_from: int = 0
+    steps: int = 0
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    # 1) linear warmup, 2) cosine decay to 10% of the peak at the last step.
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def validation_loss(model: Any, data: Sequence[Encoded], pad_id: int, device: str, batch_size: int = 32) -> float:
+    """Mean loss per caption token over ``data``."""
+    import torch
+
+    if not data:
+        return float("nan")
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            batch = {k: v.to(device) for k, v in collate(data[start : start + batch_size], pad_id).items()}
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(model(**batch).loss) * n
+            tokens += n
+    model.train()
+    return total / max(tokens, 1)
+
+
+def _trainable_state(model: Any) -> dict[str, Any]:
+    return {k: v.detach().cpu().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+
+def train_captioner(
+    model: Any,
+    tokenizer: Any,
+    train: Sequence[Encoded],
+    val: Sequence[Encoded],
+    out_dir: Path,
+    config: TrainConfig,
+    *,
+    progress: Progress = lambda *a, **k: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    device: str = "cpu",
+    merge_lora: bool = False,
+    save_extra: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train (or resume) into ``out_dir``; the best model by validation loss is kept in model/."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    per_epoch = math.ceil(len(train) / config.batch_size / config.grad_accum)
+    total = per_epoch * config.epochs if not config.max_steps else min(config.max_steps, per_epoch * config.epochs)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config.warmup_steps, total))
+    pad_id = tokenizer.pad_token_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start_epoch, step, history, best, bad_epochs = 0, 0, [], float("inf"), 0
+    trainer_file = out_dir / "trainer.pt"
+    if trainer_file.exists():
+        state = torch.load(trainer_file, map_location=device, weights_only=False)
+        model.load_state_dict(state["weights"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start_epoch, step, history, best, bad_epochs = state["epoch"], state["step"], state["history"], state["best"], state["bad_epochs"]
+    resumed_from = start_epoch
+    lengths = [len(e.input_ids) for e in train]
+    result = TrainResult(start_epoch, best, history, resumed_from=resumed_from, steps=step)
+    for epoch in range(start_epoch, config.epochs):
+        seed = config.seed * 1000 + epoch
+        batches = length_grouped_batches(lengths, config.batch_size, seed) if config.length_grouped else random_batches(len(train), config.batch_size, seed)
+        running, count = 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        for k, idx in enumerate(batches):
+            if should_stop():
+                result.stopped = True
+                return result
+            batch = {key: v.to(device) for key, v in collate([train[i] for i in idx], pad_id).items()}
+            loss = model(**batch).loss
+            (loss / config.grad_accum).backward()
+            running += float(loss.detach())
+            count += 1
+            if (k + 1) % config.grad_accum == 0 or k == len(batches) - 1:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                progress(step, total, f"epoch {epoch + 1}/{config.epochs}", loss=float(loss.detach()), lr=schedule.get_last_lr()[0])
+                if config.max_steps and step >= config.max_steps:
+                    break
+        val_loss = validation_loss(model, val, pad_id, device)
+        history.append({"epoch": epoch + 1, "step": step, "train_loss": running / max(count, 1), "val_loss": val_loss})
+        improved = not math.isnan(val_loss) and val_loss < best
+        if improved or math.isnan(val_loss):
+            best = val_loss if improved else best
+            bad_epochs = 0
+            _save_model(model, tokenizer, out_dir / "model", merge_lora=False)
+        else:
+            bad_epochs += 1
+        state = {"weights": _trainable_state(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                 "epoch": epoch + 1, "step": step, "history": history, "best": best, "bad_epochs": bad_epochs}
+        tmp = out_dir / ".trainer.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, trainer_file)
+        (out_dir / "metrics.json").write_text(json.dumps({"history": history, "best_val_loss": best, "config": asdict(config), **(save_extra or {})}, indent=2))
+        progress(step, total, f"epoch {epoch + 1} validated", val_loss=val_loss)
+        result = TrainResult(epoch + 1, best, history, resumed_from=resumed_from, steps=step)
+        if bad_epochs >= config.patience:
+            result.early_stopped = True
+            break
+        if config.max_steps and step >= config.max_steps:
+            break
+    if merge_lora:
+        merge_saved_adapter(out_dir / "model")
+    return result
+
+
+def _save_model(model: Any, tokenizer: Any, folder: Path, *, merge_lora: bool) -> None:
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    to_save = model.merge_and_unload() if merge_lora and hasattr(model, "merge_and_unload") else model
+    to_save.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def merge_saved_adapter(folder: Path) -> bool:
+    """Replace a saved LoRA adapter by the base model with the adapter merged in (for inference).
+
+    :returns: False if the folder held a full model already
+    """
+    if not (folder / "adapter_config.json").exists():
+        return False
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    model = AutoPeftModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    _save_model(model, tokenizer, folder, merge_lora=True)
+    return True

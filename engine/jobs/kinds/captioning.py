@@ -1,0 +1,349 @@
+"""Job kinds ``train-captioner``, ``generate`` and ``baseline-knn``.
+
+Prompts come from a composition run, the scene label, or both. A captioner run keeps its model in
+``models/<run>/model`` (loadable offline with the Auto classes); generation and baseline runs
+store one caption per image.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from engine.captioning.data import Example, build_prompt, encode, make_examples
+from engine.captioning.errors import CaptioningError
+from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
+from engine.jobs.kinds.segmentation import _check_run_name, dataset_of_kind
+from engine.store.catalog import captions_for, list_images
+from engine.store.models import Dataset, Image
+from engine.store.results import add_generations
+from engine.store.runs import Run, compositions_of, create_run, get_run, set_run_status
+
+Split = Literal["all", "train", "val", "test"]
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def _composition_run(ctx: JobContext, name: str | None, ds: Dataset, source: str) -> Run | None:
+    if source == "scene":
+        return None
+    if name is None:
+        raise CaptioningError(f"prompt={source} needs composition=RUN (a compose run of {ds.name!r}); or use prompt=scene")
+    run = get_run(ctx.db, name)
+    if run is None or run.kind != "composition":
+        raise CaptioningError(f"composition={name!r}: no compose run of that name")
+    if run.dataset_id != ds.id:
+        raise CaptioningError(f"compose run {name!r} describes another dataset, not {ds.name!r}")
+    if run.status != "complete":
+        raise CaptioningError(f"compose run {name!r} is {run.status}; finish it first")
+    return run
+
+
+def prompts_for(ctx: JobContext, images: list[Image], source: str, composition: Run | None) -> tuple[dict[int, str], list[Image]]:
+    """Prompt per image id, and the images that have no composition (when one is needed)."""
+    comps = {r.image_id: r.prompt for r in compositions_of(ctx.db, composition.id)} if composition else {}
+    prompts, lacking = {}, []
+    for im in images:
+        if composition is not None and im.id not in comps:
+            lacking.append(im)
+            continue
+        prompts[im.id] = build_prompt(source, im.scene, comps.get(im.id))
+    return prompts, lacking
+
+
+@dataclass(frozen=True)
+class TrainCaptionerParams:
+    dataset: str
+    """Captioning dataset (its train split is learned, its val split validates)."""
+    composition: str | None = None
+    """Compose run giving the prompts (needed unless prompt=scene)."""
+    prompt: Literal["composition", "scene", "both"] = "composition"
+    """What the model sees: the composition text, the scene label, or both."""
+    base: str = "tiny"
+    """tiny / small (Llama built from a config, trained from scratch), or a Hugging Face causal LM id or folder (LoRA), e.g. meta-llama/Llama-2-7b-hf."""
+    name: str | None = None
+    """Run name (default captioner-<time>); the name of an unfinished run resumes it."""
+    epochs: int = 8
+    """Passes over all (prompt, reference) pairs."""
+    batch_size: int = 16
+    """Pairs per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    lr: float = 0.0
+    """Peak learning rate (0: 1e-3 for tiny/small, 2e-4 for LoRA)."""
+    warmup_steps: int = 20
+    """Linear warmup steps before the cosine decay."""
+    max_length: int = 256
+    """Tokens per example (prompt cut from the left if longer)."""
+    patience: int = 2
+    """Early stopping: epochs without a better validation loss."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: no cap)."""
+    length_grouped: bool = True
+    """Batch pairs of similar length (less padding)."""
+    lora_r: int = 16
+    """LoRA rank (pretrained bases)."""
+    lora_alpha: int = 32
+    """LoRA scaling alpha."""
+    lora_dropout: float = 0.05
+    """LoRA dropout."""
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """Modules that get adapters."""
+    load_in_4bit: bool = False
+    """QLoRA: load the base in 4 bits (needs a CUDA GPU)."""
+    merge: bool = False
+    """Merge the LoRA adapter into the base after training (a plain model for inference)."""
+    trust_remote_code: bool = False
+    """Allow a base model's own code to run (off unless you trust it)."""
+    seed: int = 0
+    """Seed for initialisation and batch order."""
+    device: str = ""
+    """cpu, cuda, ... (default: cuda when available)."""
+
+    def __post_init__(self) -> None:
+        _check_run_name(self.name)
+        for f in ("epochs", "batch_size", "grad_accum", "patience"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"{f}: must be at least 1")
+        if self.max_length < 32:
+            raise ValueError("max_length: must be at least 32")
+        if self.lr < 0 or self.max_steps < 0:
+            raise ValueError("lr and max_steps: must be 0 or more")
+        if self.prompt != "scene" and self.composition is None:
+            raise ValueError(f"composition: prompt={self.prompt} needs composition=RUN (or use prompt=scene)")
+        if self.load_in_4bit and self.base in ("tiny", "small"):
+            raise ValueError("load_in_4bit: only for pretrained bases (tiny/small are trained in full)")
+
+
+def _split_examples(ctx: JobContext, ds: Dataset, split: str, source: str, composition: Run | None) -> tuple[list[Example], list[Image]]:
+    images = list_images(ctx.db, ds.id, split=split)
+    prompts, lacking = prompts_for(ctx, images, source, composition)
+    refs = captions_for(ctx.db, list(prompts))
+    return make_examples((prompts[i], [c.text for c in refs[i]]) for i in prompts), lacking
+
+
+def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobResult:
+    from engine.captioning.model import (
+        PRESETS, LoraSettings, add_lora, build_preset, load_pretrained, quiet_transformers, train_tokenizer, vocab_texts,
+    )
+    from engine.captioning.train import TrainConfig, train_captioner
+    from engine.segmentation.train import device_for
+
+    quiet_transformers()
+    ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
+    composition = _composition_run(ctx, params.composition, ds, params.prompt)
+    train, lacking = _split_examples(ctx, ds, "train", params.prompt, composition)
+    if not train:
+        why = f" ({len(lacking)} train images have no composition in {params.composition!r}; run compose on them)" if lacking else ""
+        raise CaptioningError(f"no training pairs: dataset {ds.name!r} has no train images with references{why}")
+    val, _ = _split_examples(ctx, ds, "val", params.prompt, composition)
+    if not val:
+        # No val split (e.g. a captions-only set ingested as one split): hold out 5% of the pairs.
+        rng = random.Random(params.seed)
+        rng.shuffle(train)
+        cut = max(1, len(train) // 20)
+        val, train = train[:cut], train[cut:]
+    device = device_for(params.device or None)
+    name = params.name or f"captioner-{_stamp()}"
+    stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()} | {"name": name}
+    run = get_run(ctx.db, name)
+    if run is not None:
+        if run.kind != "captioner":
+            raise CaptioningError(f"name={name!r} is taken by a {run.kind} run; choose another name")
+        if run.status == "complete":
+            raise CaptioningError(f"run {name!r} is already complete; choose another name to train again")
+    out_dir = ctx.workspace.model_dir(name)
+    preset = params.base in PRESETS
+    if preset:
+        tok_dir = out_dir / "tokenizer"
+        if tok_dir.is_dir():
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        else:
+            tokenizer = train_tokenizer(vocab_texts([e.prompt for e in train], [e.caption for e in train]), PRESETS[params.base]["vocab"])
+            tokenizer.save_pretrained(tok_dir)
+        model = build_preset(params.base, tokenizer, params.max_length, params.seed)
+        lr = params.lr or 1e-3
+    else:
+        model, tokenizer = load_pretrained(params.base, load_in_4bit=params.load_in_4bit, trust_remote_code=params.trust_remote_code, device=device)
+        model = add_lora(model, LoraSettings(params.lora_r, params.lora_alpha, params.lora_dropout, params.lora_targets), quantized=params.load_in_4bit)
+        lr = params.lr or 2e-4
+    if run is None:
+        run = create_run(ctx.db, kind="captioner", name=name, params=stored, parent_run_id=composition.id if composition else None,
+                         dataset_id=ds.id, artifact_dir=str(out_dir))
+    else:
+        set_run_status(ctx.db, run.id, "running")
+    train_enc, val_enc = encode(train, tokenizer, params.max_length), encode(val, tokenizer, params.max_length)
+    ctx.log.info("training %s on %d pairs (%d validation), base %s, device %s", name, len(train), len(val), params.base, device)
+    config = TrainConfig(epochs=params.epochs, batch_size=params.batch_size, grad_accum=params.grad_accum, lr=lr,
+                         warmup_steps=params.warmup_steps, patience=params.patience, seed=params.seed,
+                         max_steps=params.max_steps, length_grouped=params.length_grouped)
+    try:
+        result = train_captioner(model, tokenizer, train_enc, val_enc, out_dir, config, progress=ctx.progress,
+                                 should_stop=ctx.should_stop, device=device, merge_lora=params.merge,
+                                 save_extra={"prompt": params.prompt, "composition": params.composition})
+    except BaseException:
+        set_run_status(ctx.db, run.id, "failed")
+        raise
+    metrics = {"val_loss": result.best_val_loss, "train_pairs": len(train), "val_pairs": len(val), "epochs": result.epochs_done,
+               "steps": result.steps, "history": result.history, "parameters": int(sum(p.numel() for p in model.parameters())),
+               "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad))}
+    if result.stopped:
+        set_run_status(ctx.db, run.id, "failed", metrics)
+        raise JobStopped()
+    set_run_status(ctx.db, run.id, "complete", metrics)
+    how = " (early stop)" if result.early_stopped else ""
+    resumed = f", resumed at epoch {result.resumed_from}" if result.resumed_from else ""
+    return JobResult(f"{name}: {result.epochs_done} epochs{how}{resumed}, best validation loss {result.best_val_loss:.3f} on {len(val)} pairs; model in {out_dir / 'model'}",
+                     run_id=run.id, data={"val_loss": result.best_val_loss, "history": result.history})
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    captioner: str
+    """A complete train-captioner run."""
+    split: Split = "test"
+    """Images to caption."""
+    dataset: str | None = None
+    """Dataset (default: the captioner's)."""
+    composition: str | None = None
+    """Compose run for the prompts (default: the captioner's)."""
+    name: str | None = None
+    """Run name (default gen.<captioner>.<split>); re-running replaces its captions."""
+    batch_size: int = 32
+    """Prompts per generate call."""
+    num_beams: int = 1
+    """1: greedy; more: beam search."""
+    max_new_tokens: int = 40
+    """Longest caption in tokens."""
+    repetition_penalty: float = 1.0
+    """Above 1 discourages repeated tokens."""
+    no_repeat_ngram_size: int = 0
+    """Forbid repeating n-grams of this size (0: off)."""
+    device: str = ""
+    """cpu, cuda, ... (default: cuda when available)."""
+
+    def __post_init__(self) -> None:
+        _check_run_name(self.name)
+        if self.batch_size < 1 or self.num_beams < 1 or self.max_new_tokens < 1:
+            raise ValueError("batch_size, num_beams and max_new_tokens: must be at least 1")
+        if self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0:
+            raise ValueError("repetition_penalty must be positive and no_repeat_ngram_size 0 or more")
+
+
+def generate_job(params: GenerateParams, ctx: JobContext) -> JobResult:
+    from engine.captioning.generate import GenerationSettings, generate_captions
+    from engine.captioning.model import load_captioner
+    from engine.segmentation.train import device_for
+
+    cap = get_run(ctx.db, params.captioner)
+    if cap is None or cap.kind != "captioner":
+        raise CaptioningError(f"captioner={params.captioner!r}: no train-captioner run of that name")
+    if cap.status != "complete":
+        raise CaptioningError(f"captioner run {cap.name!r} is {cap.status}; finish (resume) its training first")
+    ds = dataset_of_kind(ctx, params.dataset or str(_dataset_name(ctx, cap)), "captioning", "ingest one first")
+    source = cap.params["prompt"]
+    composition = _composition_run(ctx, params.composition or cap.params.get("composition"), ds, source)
+    images = list_images(ctx.db, ds.id, split=None if params.split == "all" else params.split)
+    prompts, lacking = prompts_for(ctx, images, source, composition)
+    if lacking:
+        raise CaptioningError(f"{len(lacking)} {params.split} images have no composition in {composition.name!r} (first: {lacking[0].filename}); run compose on them")  # type: ignore[union-attr]
+    if not prompts:
+        raise CaptioningError(f"dataset {ds.name!r} has no {params.split} images to caption")
+    device = device_for(params.device or None)
+    model, tokenizer = load_captioner(Path(cap.artifact_dir or ctx.workspace.model_dir(cap.name)), device)
+    ids = list(prompts)
+    settings = GenerationSettings(params.max_new_tokens, params.num_beams, params.repetition_penalty, params.no_repeat_ngram_size)
+    out = generate_captions(model, tokenizer, [prompts[i] for i in ids], settings, batch_size=params.batch_size, device=device,
+                            progress=lambda i, n: ctx.progress(i, n, "generating"), should_stop=ctx.should_stop)
+    if out is None:
+        raise JobStopped()
+    captions, tokens = out
+    name = params.name or f"gen.{cap.name}.{params.split}"
+    old = get_run(ctx.db, name)
+    if old is not None:
+        if old.kind != "generation":
+            raise CaptioningError(f"name={name!r} is taken by a {old.kind} run; choose another name")
+        ctx.db.execute("DELETE FROM runs WHERE id = ?", [old.id])
+    run = create_run(ctx.db, kind="generation", name=name, params={**asdict(params), "name": name}, parent_run_id=cap.id, dataset_id=ds.id)
+    add_generations(ctx.db, run.id, zip(ids, captions, strict=True))
+    set_run_status(ctx.db, run.id, "complete", {"images": len(ids), "tokens": tokens})
+    sample = captions[0] if captions else ""
+    return JobResult(f"{name}: {len(ids)} captions ({tokens} tokens), e.g. {sample!r}", run_id=run.id, data={"images": len(ids), "tokens": tokens})
+
+
+def _dataset_name(ctx: JobContext, run: Run) -> str:
+    row = ctx.db.execute("SELECT name FROM datasets WHERE id = ?", [run.dataset_id]).fetchone()
+    if row is None:
+        raise CaptioningError(f"run {run.name!r} has no dataset any more; give dataset=NAME")
+    return str(row[0])
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    dataset: str
+    """Captioning dataset."""
+    composition: str
+    """Compose run whose feature vectors are compared."""
+    split: Split = "test"
+    """Images to caption (neighbours come from the train split)."""
+    k: int = 5
+    """Neighbours whose references are candidates."""
+    name: str | None = None
+    """Run name (default knn.<composition>.<split>)."""
+
+    def __post_init__(self) -> None:
+        _check_run_name(self.name)
+        if self.k < 1:
+            raise ValueError("k: must be at least 1")
+
+
+def baseline_knn(params: BaselineParams, ctx: JobContext) -> JobResult:
+    from engine.captioning.baseline import consensus, nearest
+    from engine.composition import Composition, feature_vector
+
+    ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one first")
+    composition = _composition_run(ctx, params.composition, ds, "composition")
+    assert composition is not None
+    rows = {r.image_id: r for r in compositions_of(ctx.db, composition.id)}
+    n_classes = len(ctx.config().groups)
+    train = [im for im in list_images(ctx.db, ds.id, split="train") if im.id in rows]
+    queries = [im for im in list_images(ctx.db, ds.id, split=None if params.split == "all" else params.split) if im.id in rows]
+    if not train:
+        raise CaptioningError(f"no train images of {ds.name!r} have compositions in {composition.name!r}; nothing to retrieve from")
+    if not queries:
+        raise CaptioningError(f"no {params.split} images of {ds.name!r} have compositions in {composition.name!r}")
+    vec = {i: feature_vector(Composition.from_dict(rows[i].data), n_classes) for i in rows}
+    train_refs = captions_for(ctx.db, [im.id for im in train])
+    neighbours = nearest(np.stack([vec[im.id] for im in train]), np.stack([vec[im.id] for im in queries]), params.k)
+    chosen = []
+    for qi, im in enumerate(queries):
+        candidates = [c.text for j in neighbours[qi] for c in train_refs[train[j].id]]
+        chosen.append((im.id, consensus(candidates) if candidates else ""))
+        if qi % 256 == 0:
+            ctx.progress(qi, len(queries), "retrieving")
+    name = params.name or f"knn.{composition.name}.{params.split}"
+    old = get_run(ctx.db, name)
+    if old is not None:
+        if old.kind != "baseline":
+            raise CaptioningError(f"name={name!r} is taken by a {old.kind} run; choose another name")
+        ctx.db.execute("DELETE FROM runs WHERE id = ?", [old.id])
+    run = create_run(ctx.db, kind="baseline", name=name, params={**asdict(params), "name": name}, parent_run_id=composition.id, dataset_id=ds.id)
+    add_generations(ctx.db, run.id, chosen)
+    set_run_status(ctx.db, run.id, "complete", {"images": len(chosen), "k": params.k})
+    return JobResult(f"{name}: {len(chosen)} captions retrieved from {len(train)} training images (k={params.k}), e.g. {chosen[0][1]!r}",
+                     run_id=run.id, data={"images": len(chosen)})
+
+
+TRAIN_CAPTIONER = JobKind("train-captioner", TrainCaptionerParams, train_captioner_job,
+                          "Train a captioner: tiny/small Llama from scratch, or LoRA/QLoRA on a Hugging Face causal LM", uses_gpu=True)
+GENERATE = JobKind("generate", GenerateParams, generate_job, "Caption a split with a trained captioner (batched, greedy or beam)", uses_gpu=True)
+BASELINE_KNN = JobKind("baseline-knn", BaselineParams, baseline_knn, "Caption by retrieval: nearest training compositions, consensus reference")
