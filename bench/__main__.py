@@ -11,7 +11,7 @@ import time
 
 from bench.common import Row
 
-BENCHMARKS = ["bench_ingest", "bench_compose", "bench_segment", "bench_captioning", "bench_evaluate"]
+BENCHMARKS = ["bench_ingest", "bench_compose", "bench_segment", "bench_captioning", "bench_evaluate", "bench_queue"]
 """Modules of this package, each with ``run(quick) -> list[Row]``."""
 
 

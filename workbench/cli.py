@@ -29,6 +29,8 @@ ingest_app = typer.Typer(help="Read a dataset from disk into the workspace.", no
 app.add_typer(ingest_app, name="ingest")
 runs_app = typer.Typer(help="List and inspect runs (trained models, masks, compositions, ...).", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+jobs_app = typer.Typer(help="The durable job queue: submit, list, show, logs, cancel, retry.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +73,16 @@ def main_options(
     """Remote-sensing image captioning workbench."""
     warnings.showwarning = _show_warning
     State.workspace = Workspace(workspace or default_workspace_dir())
+
+
+def _parse_pairs(items: list[str] | None) -> dict[str, str]:
+    raw: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkbenchError(f"--param {item!r}: write it as key=value")
+        raw[key.strip()] = value
+    return raw
 
 
 def _progress_runner(kind: str, params: Any, *, quiet: bool = False) -> Any:
@@ -213,13 +225,7 @@ def run_kind(
         for name, tp, default, doc in describe_params(job_kind.params):
             typer.echo(f"{name:<16} {tp:<6} {default or '-':<12} {doc}")
         return
-    raw: dict[str, str] = {}
-    for item in param or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise WorkbenchError(f"--param {item!r}: write it as key=value")
-        raw[key.strip()] = value
-    params = job_kind.parse(raw)
+    params = job_kind.parse(_parse_pairs(param))
     _require_workspace()
     result = _progress_runner(kind, params)
     typer.echo(result.message)
@@ -392,23 +398,247 @@ def ratings(run: Annotated[str, typer.Argument(help="Generation or baseline run.
             typer.echo(f"  {c.metric:<9} {c.spearman:>9.3f} {c.kendall:>9.3f} {c.n:>7}")
 
 
+@jobs_app.command("submit")
+@user_errors
+def jobs_submit(
+    kind: Annotated[str, typer.Argument(help="Job kind (see `workbench run`).")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="A parameter as key=value (repeatable).")] = None,
+    after: Annotated[list[int] | None, typer.Option("--after", help="Run only after this job succeeded (repeatable).")] = None,
+    no_runner: Annotated[bool, typer.Option("--no-runner", help="Do not start a runner (one is started if none is alive).")] = False,
+) -> None:
+    """Validate and queue a job; a detached runner is started if none serves the workspace."""
+    from engine.jobs.queue import submit
+
+    ws = _require_workspace()
+    try:
+        job_id = submit(ws, kind, _parse_pairs(param), after=after or (), start_runner=not no_runner)
+    except ValueError as exc:
+        raise WorkbenchError(str(exc)) from None
+    typer.echo(f"queued job #{job_id} ({kind})" + (f" after #{', #'.join(map(str, after))}" if after else ""))
+
+
+def _eta(job: Any) -> str:
+    from datetime import UTC, datetime
+
+    if job.status != "running" or not job.started_at or job.progress <= 0.01:
+        return ""
+    spent = (datetime.now(UTC) - datetime.fromisoformat(job.started_at)).total_seconds()
+    left = spent * (1 - job.progress) / job.progress
+    return f"~{left / 60:.0f} min left" if left >= 90 else f"~{left:.0f} s left"
+
+
+@jobs_app.command("list")
+@user_errors
+def jobs_list(
+    limit: Annotated[int, typer.Option(help="Newest jobs to show.")] = 30,
+    status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
+) -> None:
+    """The queue and its history: status, progress, ETA, message."""
+    from engine.jobs.runner import STALE_AFTER, runner_alive
+    from engine.store import jobs as q
+
+    ws = State.workspace
+    db = ws.open_db()
+    if not runner_alive(ws):
+        q.mark_stale(db, STALE_AFTER)
+    jobs = q.list_jobs(db, limit=limit, status=status)
+    if not jobs:
+        typer.echo("no jobs yet; queue one with `workbench jobs submit KIND -p key=value`")
+        return
+    typer.echo(f"runner: {'running' if runner_alive(ws) else 'not running (started by the next submit, or `workbench worker`)'}")
+    typer.echo(f"{'id':>4} {'kind':<18} {'status':<11} {'progress':>8}  message")
+    for j in jobs:
+        deps = f" (after #{', #'.join(map(str, j.after))})" if j.after and j.status == "queued" else ""
+        eta = _eta(j)
+        typer.echo(f"{j.id:>4} {j.kind:<18} {j.status:<11} {j.progress * 100:>7.0f}%  {j.message[:70]}{deps}{'  ' + eta if eta else ''}")
+
+
+@jobs_app.command("show")
+@user_errors
+def jobs_show(job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
+    """One job: params, status, times, pid and host, log file, error, last progress events."""
+    import json
+
+    from engine.store import jobs as q
+
+    db = State.workspace.open_db()
+    job = q.get_job(db, job_id)
+    if job is None:
+        raise WorkbenchError(f"no job #{job_id}")
+    typer.echo(f"job #{job.id}  {job.kind}  {job.status}  attempt {job.attempt}" + (f" (retry of #{job.retry_of})" if job.retry_of else ""))
+    typer.echo(f"  params    {json.dumps(job.params, sort_keys=True)}")
+    if job.after:
+        typer.echo(f"  after     {', '.join(f'#{a}' for a in job.after)}")
+    typer.echo(f"  progress  {job.progress * 100:.0f}%  {job.message}  {_eta(job)}")
+    typer.echo(f"  created   {job.created_at}  started {job.started_at or '-'}  finished {job.finished_at or '-'}")
+    typer.echo(f"  process   pid {job.pid or '-'} on {job.host or '-'}, heartbeat {job.heartbeat_at or '-'}")
+    typer.echo(f"  log       {job.log_path or '-'}")
+    if job.error:
+        typer.echo("  error     " + job.error.strip().splitlines()[-1])
+    curve = q.job_events(db, job_id, with_metrics_only=True)
+    if curve:
+        last = curve[-1]
+        typer.echo(f"  metrics   {len(curve)} points; last at step {last['step']}: " + "  ".join(f"{k} {v:.4g}" for k, v in last["metrics"].items()))
+
+
+@jobs_app.command("logs")
+@user_errors
+def jobs_logs(
+    job_id: Annotated[int, typer.Argument(help="Job id.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+) -> None:
+    """Print a job's log (with -f, follow it while the job runs)."""
+    import time
+
+    from engine.store import jobs as q
+
+    db = State.workspace.open_db()
+    job = q.get_job(db, job_id)
+    if job is None:
+        raise WorkbenchError(f"no job #{job_id}")
+    path = Path(job.log_path) if job.log_path else State.workspace.logs_dir / f"job-{job_id}.log"
+    position = 0
+    while True:
+        if path.exists():
+            with path.open("r", encoding="utf-8", errors="replace") as fh:
+                fh.seek(position)
+                chunk = fh.read()
+                position = fh.tell()
+            if chunk:
+                typer.echo(chunk, nl=False)
+        job = q.get_job(db, job_id)
+        if not follow or job is None or job.status not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    if job is not None and not path.exists():
+        typer.echo(f"job #{job_id} is {job.status}; it has no log yet")
+
+
+@jobs_app.command("cancel")
+@user_errors
+def jobs_cancel(job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
+    """Cancel a job: a queued one leaves the queue; a running one is stopped (SIGTERM, then SIGKILL)."""
+    import time
+
+    from engine.store import jobs as q
+
+    db = State.workspace.open_db()
+    try:
+        state = q.request_cancel(db, job_id)
+    except ValueError as exc:
+        raise WorkbenchError(str(exc)) from None
+    if state == "cancelling":
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            job = q.get_job(db, job_id)
+            if job is not None and job.status != "running":
+                state = job.status
+                break
+            time.sleep(0.1)
+    typer.echo(f"job #{job_id}: {state}")
+
+
+@jobs_app.command("retry")
+@user_errors
+def jobs_retry(
+    job_id: Annotated[int, typer.Argument(help="Job id of a finished job.")],
+    no_runner: Annotated[bool, typer.Option("--no-runner", help="Do not start a runner.")] = False,
+) -> None:
+    """Queue a finished job again with the same params (training resumes from its checkpoint)."""
+    from engine.jobs.runner import ensure_runner
+    from engine.store import jobs as q
+
+    ws = State.workspace
+    db = ws.open_db()
+    try:
+        new = q.retry_job(db, job_id)
+    except ValueError as exc:
+        raise WorkbenchError(str(exc)) from None
+    if not no_runner:
+        ensure_runner(ws)
+    typer.echo(f"queued job #{new}, a retry of #{job_id}")
+
+
+@jobs_app.command("exec", hidden=True)
+@user_errors
+def jobs_exec(job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
+    """Run one queued job in this process (what a cluster scheduler or launcher runs)."""
+    from engine.jobs.child import execute
+
+    raise typer.Exit(execute(State.workspace, job_id))
+
+
+@app.command()
+@user_errors
+def worker(
+    exit_when_idle: Annotated[bool, typer.Option(help="Stop after a minute with nothing to do (how submits start it).")] = False,
+) -> None:
+    """Run the job runner in the foreground (one per workspace)."""
+    from engine.jobs.runner import Runner, RunnerBusy, gpu_count
+
+    ws = _require_workspace()
+    runner = Runner(ws, cpu_jobs=ws.config().cpu_jobs, gpus=gpu_count(), idle_exit=60.0 if exit_when_idle else None)
+    typer.echo(f"runner for {ws.root.resolve()}: {runner.cpu_jobs} CPU slot(s), {runner.gpus} GPU(s); Ctrl-C stops it (running jobs are cancelled)")
+    try:
+        started = runner.serve()
+    except RunnerBusy as exc:
+        raise WorkbenchError(str(exc)) from None
+    typer.echo(f"runner stopped after starting {started} jobs")
+
+
+def demo_pipeline(fast: bool) -> list[tuple[str, dict[str, Any], str, list[str]]]:
+    """(kind, params, run it makes, runs it waits for) for the whole pipeline on the synthetic world.
+
+    Sized for two CPU cores (a few minutes); ``fast`` trains for a handful of steps (smoke tests).
+    """
+    seg = {"dataset": "synthetic-drone", "name": "seg", "epochs": 1 if fast else 6, "steps_per_epoch": 2 if fast else 20,
+           "input_size": 128, "eval_size": 256, "decoder_channels": "64,32,16,16,8"}
+    cap = {"dataset": "synthetic", "composition": "compose.seg.synthetic", "name": "cap", "epochs": 1 if fast else 8}
+    if fast:
+        cap["max_steps"] = 10
+    return [
+        ("train-segmenter", seg, "seg", []),
+        ("segment", {"dataset": "synthetic", "segmenter": "seg"}, "seg.synthetic", ["seg"]),
+        ("compose", {"dataset": "synthetic", "segmentation": "seg.synthetic"}, "compose.seg.synthetic", ["seg.synthetic"]),
+        ("train-captioner", cap, "cap", ["compose.seg.synthetic"]),
+        ("generate", {"captioner": "cap"}, "gen.cap.test", ["cap"]),
+        ("evaluate", {"generation": "gen.cap.test"}, "eval.gen.cap.test", ["gen.cap.test"]),
+        ("baseline-knn", {"dataset": "synthetic", "composition": "compose.seg.synthetic"}, "knn.compose.seg.synthetic.test", ["compose.seg.synthetic"]),
+        ("evaluate", {"generation": "knn.compose.seg.synthetic.test"}, "eval.knn.compose.seg.synthetic.test", ["knn.compose.seg.synthetic.test"]),
+    ]
+
+
 @app.command()
 @user_errors
 def demo(
     images: Annotated[int, typer.Option(help="Synthetic captioning images.")] = 240,
     drone_images: Annotated[int, typer.Option(help="Synthetic drone-style images.")] = 48,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic world.")] = 0,
-    fresh: Annotated[bool, typer.Option(help="Redraw and re-ingest even if the demo data exists.")] = False,
+    fresh: Annotated[bool, typer.Option(help="Redraw the world and rerun the pipeline from scratch.")] = False,
+    follow: Annotated[bool, typer.Option(help="Follow the queued pipeline until it ends (--no-follow returns at once).")] = True,
+    fast: Annotated[bool, typer.Option(help="Train for a handful of steps only (a smoke test of the pipeline).")] = False,
+    no_runner: Annotated[bool, typer.Option("--no-runner", help="Only queue the jobs; start `workbench worker` yourself.")] = False,
 ) -> None:
-    """Draw the synthetic world, ingest it into the workspace and summarise it."""
+    """Draw the synthetic world, ingest it, and queue the whole pipeline on it: train segmenter,
+    segment, compose, train captioner, generate, evaluate, and the kNN baseline, evaluated."""
+    import shutil
+
+    from engine.jobs.queue import submit
     from engine.store.catalog import dataset_stats, get_dataset
+    from engine.store.runs import get_run
 
     ws = _require_workspace()
     typer.echo(f"workspace {ws.root.resolve()}")
     db = ws.open_db()
+    steps = demo_pipeline(fast)
+    if fresh:
+        for _, _, run_name, _ in steps:
+            db.execute("DELETE FROM runs WHERE name = ?", [run_name])
+            for folder in (ws.model_dir(run_name), ws.masks_dir(run_name)):
+                shutil.rmtree(folder, ignore_errors=True)
     have = get_dataset(db, "synthetic") is not None and get_dataset(db, "synthetic-drone") is not None
     if have and not fresh:
-        typer.echo("the synthetic world is already ingested here (pass --fresh to redraw it)")
+        typer.echo("the synthetic world is already ingested here (--fresh redraws it and reruns everything)")
     else:
         out = ws.synthetic_dir
         typer.echo(f"drawing the synthetic world (seed {seed}) into {out} ...")
@@ -422,8 +652,72 @@ def demo(
         ds = get_dataset(db, name)
         if ds is not None:
             typer.echo(format_stats(dataset_stats(db, ds)))
-    typer.echo("Synthetic data, drawn from a seed; not real imagery.")
-    typer.echo("Next: `workbench stats`, `workbench run --help`, or ingest real data (see README).")
+    typer.echo("Synthetic data, drawn from a seed; not real imagery.\n")
+    job_of: dict[str, int] = {}
+    queued: list[int] = []
+    for kind, params, run_name, needs in steps:
+        existing = get_run(db, run_name)
+        if existing is not None and existing.status == "complete":
+            typer.echo(f"  {kind:<16} {run_name}: done already")
+            continue
+        after = [job_of[n] for n in needs if n in job_of]
+        job_id = submit(ws, kind, params, after=after, start_runner=False)
+        job_of[run_name] = job_id
+        queued.append(job_id)
+        typer.echo(f"  queued #{job_id:<4} {kind:<16} -> {run_name}" + (f" (after #{', #'.join(map(str, after))})" if after else ""))
+    if queued and no_runner:
+        typer.echo("queued only; run `workbench worker` to run them")
+    elif queued:
+        from engine.jobs.runner import ensure_runner
+
+        ensure_runner(ws)
+        typer.echo("The jobs run in a detached runner: closing this terminal does not stop them; `workbench jobs list` shows them.")
+        if follow:
+            _follow(queued)
+    for run_name in ("eval.gen.cap.test", "eval.knn.compose.seg.synthetic.test"):
+        run = get_run(db, run_name)
+        if run is not None and run.status == "complete":
+            typer.echo(f"\n{run_name}")
+            typer.echo(format_evaluation(run.metrics))
+    typer.echo("\nNext: `workbench runs list`, `workbench runs compare knn.compose.seg.synthetic.test gen.cap.test`, "
+               "`workbench export gen.cap.test`.")
+
+
+def _follow(job_ids: list[int]) -> None:
+    """Show the queued jobs until every one has ended: progress bars on a terminal, one line per
+    status change otherwise (logs, pipes)."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from engine.store import jobs as q
+
+    db = State.workspace.open_db()
+    console = Console()
+    bars = Progress(TextColumn("#{task.fields[id]:<4} {task.fields[kind]:<16}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(), TextColumn("{task.description}"), console=console, disable=not console.is_terminal)
+    tasks = {j: bars.add_task("queued", total=100, id=j, kind="", start=False) for j in job_ids}
+    shown: dict[int, str] = {}
+    with bars:
+        while True:
+            jobs = [q.get_job(db, j) for j in job_ids]
+            for job in jobs:
+                if job is None:
+                    continue
+                task = tasks[job.id]
+                if job.status != "queued":
+                    bars.start_task(task)
+                bars.update(task, completed=job.progress * 100, kind=job.kind, description=f"{job.status}: {job.message[:60]}")
+                if not console.is_terminal and shown.get(job.id) != job.status:
+                    shown[job.id] = job.status
+                    typer.echo(f"  #{job.id:<4} {job.kind:<16} {job.status:<10} {job.message[:90]}")
+            if all(j is not None and j.status not in ("queued", "running") for j in jobs):
+                break
+            time.sleep(0.5)
+    failed = [j for j in jobs if j is not None and j.status != "succeeded"]
+    if failed:
+        typer.echo(f"{len(failed)} jobs did not succeed; `workbench jobs show ID` and `workbench jobs logs ID` say why")
 
 
 def main() -> None:

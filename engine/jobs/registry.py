@@ -7,6 +7,7 @@ from engine.jobs.kinds.captioning import BASELINE_KNN, GENERATE, TRAIN_CAPTIONER
 from engine.jobs.kinds.composition import COMPOSE
 from engine.jobs.kinds.evaluation import EVALUATE, EXPORT, IMPORT_GENERATIONS
 from engine.jobs.kinds.ingest import INGEST_CAPTIONS, INGEST_DRONE
+from engine.jobs.kinds.noop import NOOP
 from engine.jobs.kinds.segmentation import SEGMENT, TRAIN_SEGMENTER
 from engine.jobs.kinds.synthesize import SYNTHESIZE
 
@@ -14,7 +15,7 @@ KINDS: dict[str, JobKind] = {
     k.name: k
     for k in (
         SYNTHESIZE, INGEST_CAPTIONS, INGEST_DRONE, TRAIN_SEGMENTER, SEGMENT, COMPOSE, TRAIN_CAPTIONER, GENERATE, BASELINE_KNN,
-        IMPORT_GENERATIONS, EVALUATE, EXPORT,
+        IMPORT_GENERATIONS, EVALUATE, EXPORT, NOOP,
     )
 }
 

@@ -126,7 +126,7 @@ CREATE TABLE jobs (
     finished_at TEXT,
     heartbeat_at TEXT,
     error TEXT
-);
+, cancel_requested INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1, retry_of INTEGER REFERENCES jobs(id) ON DELETE SET NULL, uses_gpu INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX jobs_status ON jobs(status, id);
 CREATE TABLE job_events (
     id INTEGER PRIMARY KEY,
@@ -138,3 +138,17 @@ CREATE TABLE job_events (
     metrics TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX job_events_job ON job_events(job_id, id);
+CREATE TABLE job_deps (
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    after_job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    PRIMARY KEY (job_id, after_job_id)
+);
+CREATE INDEX job_deps_after ON job_deps(after_job_id);
+CREATE TABLE runners (
+    id INTEGER PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    stopped_at TEXT
+);

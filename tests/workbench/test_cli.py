@@ -83,13 +83,16 @@ def test_run_synthesize_then_ingest(cli, tmp_path: Path) -> None:  # type: ignor
     assert result.exit_code == 0 and "d: 4 images with masks" in result.output
 
 
-def test_demo_draws_ingests_and_summarises(cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("demo", "--images", "16", "--drone-images", "4")
+def test_demo_draws_ingests_and_queues_the_pipeline(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("demo", "--images", "16", "--drone-images", "4", "--no-follow", "--no-runner")
     assert result.exit_code == 0, result.output
     assert "synthetic: 16 images" in result.output and "synthetic-drone: 4 images" in result.output
     assert "not real imagery" in result.output
-    again = cli("demo", "--images", "16", "--drone-images", "4")
-    assert again.exit_code == 0 and "already ingested" in again.output
+    for kind in ("train-segmenter", "segment", "compose", "train-captioner", "generate", "evaluate", "baseline-knn"):
+        assert f" {kind}" in result.output
+    assert "(after #1)" in result.output
+    listing = cli("jobs", "list")
+    assert listing.exit_code == 0 and "train-segmenter" in listing.output
 
 
 def _commands() -> list[str]:
@@ -120,7 +123,8 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
 def test_runs_list_and_show(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cli("init")
     assert "no runs yet" in cli("runs", "list").output
-    cli("demo", "--images", "16", "--drone-images", "4")
+    cli("run", "synthesize", "-p", f"out={tmp_path / 'ws' / 'synthetic'}", "-p", "images=16", "-p", "drone_images=0")
+    cli("ingest", "captions", str(tmp_path / "ws" / "synthetic" / "captions"))
     ws = tmp_path / "ws"
     result = cli("run", "compose", "-p", "dataset=synthetic", "-p", f"masks={ws / 'synthetic' / 'captions' / 'masks'}")
     assert result.exit_code == 0, result.output
@@ -135,7 +139,8 @@ def test_runs_list_and_show(cli, tmp_path: Path) -> None:  # type: ignore[no-unt
 def test_evaluate_export_rate_ratings_compare_from_the_cli(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    cli("demo", "--images", "16", "--drone-images", "4")
+    cli("run", "synthesize", "-p", f"out={tmp_path / 'ws' / 'synthetic'}", "-p", "images=16", "-p", "drone_images=0")
+    cli("ingest", "captions", str(tmp_path / "ws" / "synthetic" / "captions"))
     ann = json.loads((tmp_path / "ws" / "synthetic" / "captions" / "dataset_synthetic.json").read_text())["images"]
     results = tmp_path / "mine.json"
     results.write_text(json.dumps([{"image_id": e["filename"], "caption": e["sentences"][1]["raw"]} for e in ann]))
@@ -163,3 +168,20 @@ def test_evaluate_export_rate_ratings_compare_from_the_cli(cli, tmp_path: Path) 
     assert "1 images rated by 1 reviewers (ann 1)" in summary.output
     compared = cli("runs", "compare", "mine", "mine", "--resamples", "50")
     assert compared.exit_code == 0 and "+0.000" in compared.output
+
+
+def test_jobs_commands(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("init")
+    assert "no jobs yet" in cli("jobs", "list").output
+    queued = cli("jobs", "submit", "noop", "-p", "seconds=0", "--no-runner")
+    assert queued.exit_code == 0 and "queued job #1 (noop)" in queued.output
+    bad = cli("jobs", "submit", "noop", "-p", "seconds=soon")
+    assert bad.exit_code == 1 and "seconds='soon': must be a number" in bad.output
+    assert "queued job #2 (noop) after #1" in cli("jobs", "submit", "noop", "--after", "1", "--no-runner").output
+    shown = cli("jobs", "show", "2")
+    assert "after     #1" in shown.output and "queued" in shown.output
+    assert "job #2: cancelled" in cli("jobs", "cancel", "2").output
+    again = cli("jobs", "cancel", "2")
+    assert again.exit_code == 1 and "already cancelled" in again.output
+    assert "queued job #3, a retry of #2" in cli("jobs", "retry", "2", "--no-runner").output
+    assert cli("jobs", "show", "99").exit_code == 1

@@ -1,0 +1,40 @@
+"""Submitting jobs: validate at once (a bad param queues nothing), fill names that must be stable
+across retries, queue, and make sure a runner serves the workspace."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.jobs.registry import get_kind
+from engine.store import jobs as q
+from engine.workspace import Workspace
+
+STABLE_NAMES = {"train-segmenter": "segmenter", "train-captioner": "captioner"}
+"""Kinds whose default run name has a timestamp: fixed at submit, so a retry resumes the same run."""
+
+
+def submit(ws: Workspace, kind: str, raw: Mapping[str, Any], *, after: Sequence[int] = (), start_runner: bool = True) -> int:
+    """Validate and queue a job; returns its id.
+
+    :raises ParamsError: for bad params (nothing is queued)
+    :raises ValueError: for an unknown ``after`` job
+    """
+    job_kind = get_kind(kind)
+    params = job_kind.parse(raw)
+    values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    if kind in STABLE_NAMES and values.get("name") is None:
+        values["name"] = f"{STABLE_NAMES[kind]}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}"
+    stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
+    db = ws.open_db()
+    try:
+        job_id = q.submit_job(db, kind, stored, after=after, uses_gpu=job_kind.uses_gpu)
+    finally:
+        db.close()
+    if start_runner:
+        from engine.jobs.runner import ensure_runner
+
+        ensure_runner(ws)
+    return job_id
