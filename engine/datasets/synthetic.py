@@ -43,8 +43,13 @@ _GRAIN = np.array([8, 6, 12, 10, 14, 4, 16, 3, 12, 5, 4, 3, 3, 5, 3, 6, 6, 4, 3,
 _LABEL_RGB = [(int(c * 37) % 256, int(c * 91 + 40) % 256, int(c * 53 + 90) % 256) for c in range(len(CLASS_NAMES))]
 
 SCENES = ("residential", "parking", "river", "pond", "forest", "farmland", "bareland", "industrial")
-SPLIT_OF_INDEX = {8: "val", 9: "test"}
-"""Image i goes to SPLIT_OF_INDEX.get(i % 10, 'train'): 80/10/10."""
+_SPLIT_OF = {8: "val", 9: "test"}
+
+
+def split_of_index(i: int) -> str:
+    """80/10/10 train/val/test, spread so every scene type (image i has scene i % 8) reaches
+    every split once there are 80 images or more."""
+    return _SPLIT_OF.get((7 * i + i // len(SCENES)) % 10, "train")
 
 _REGION = (("upper left", "top", "upper right"), ("left", "center", "right"), ("lower left", "bottom", "lower right"))
 
@@ -477,7 +482,7 @@ def _write_captioning_one(args: tuple[int, int, int, str, str]) -> dict:
     return {
         "filename": name + ".jpg",
         "imgid": i,
-        "split": SPLIT_OF_INDEX.get(i % 10, "train"),
+        "split": split_of_index(i),
         "sentids": list(range(5 * i, 5 * i + 5)),
         "sentences": [
             {"raw": s, "tokens": s.rstrip(" .").split(), "imgid": i, "sentid": 5 * i + k}

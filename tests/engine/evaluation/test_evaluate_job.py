@@ -95,7 +95,7 @@ def test_export_round_trip_in_three_formats(ws: Workspace, tmp_path: Path) -> No
 
     run_foreground(ws, "export", {"run": "eval.first", "format": "coco", "output": str(out / "r.json"), "split": "test"})
     results = json.loads((out / "r.json").read_text())
-    assert len(results) == 3 and set(results[0]) == {"image_id", "caption"}
+    assert len(results) == 4 and set(results[0]) == {"image_id", "caption"}
     metrics = json.loads((out / "r.metrics.json").read_text())
     assert metrics["corpus"]["CIDEr"] == get_run(db, "eval.first").metrics["CIDEr"]  # type: ignore[union-attr]
 

@@ -145,7 +145,7 @@ def test_synthetic_world_ingests_through_the_real_path(tmp_path: Path, workspace
     ds = get_dataset(db, "syn")
     assert ds is not None
     stats = dataset_stats(db, ds)
-    assert stats.by_split == {"test": 2, "train": 16, "val": 2}
+    assert stats.by_split == {"test": 2, "train": 15, "val": 3}
     assert set(stats.scenes) == {"residential", "parking", "river", "pond", "forest", "farmland", "bareland", "industrial"}
     drone = write_drone_dataset(tmp_path / "drone", 6, size=64, seed=3)
     result = run_foreground(workspace, "ingest-drone", {"path": str(drone.root), "name": "d"})
