@@ -26,10 +26,10 @@ KEYWORDS = {
     "pond": ("pond",), "forest": ("forest", "trees"), "farmland": ("farmland", "fields"),
     "bareland": ("bare", "land"), "industrial": ("industrial", "factor", "warehouse", "building"),
 }
-VAL_LOSS_CEILING = 1.2
-"""Measured 0.55-0.6 with these settings; an untrained model sits near ln(vocab) ~ 7."""
+VAL_LOSS_CEILING = 1.5
+"""Measured 0.975 with these settings (per caption token); an untrained model sits near ln(vocab) ~ 7."""
 NAMING_FLOOR = 0.6
-"""Share of test images whose caption names the scene's subject; measured 0.9+ (24 images)."""
+"""Share of test images whose caption names the scene's subject; measured 15 of 16 (0.94)."""
 
 
 @pytest.fixture(scope="module")
