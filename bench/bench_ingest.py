@@ -67,7 +67,7 @@ def run(quick: bool = False) -> list[Row]:
         p.read_bytes()
     # Interleaved repeats, best of each: the machine's noise hits both sides alike.
     bare_times, parallel_times, ingest_times = [], [], []
-    for rep in range(REPEATS):
+    for _ in range(REPEATS):
         with timer() as t:
             _bare(paths)
         bare_times.append(t())

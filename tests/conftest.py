@@ -68,3 +68,18 @@ def db_fingerprint(ws: Workspace) -> str:
         return hashlib.sha256("\n".join(db.conn.iterdump()).encode()).hexdigest()
     finally:
         db.close()
+
+
+def fails_unchanged(ws: Workspace, kind: str, params: dict[str, object], match: str) -> str:
+    """Run a job kind that must fail: its message contains ``match``, is one line, and the
+    database is exactly as before. Returns the message."""
+    from engine.jobs.foreground import run_foreground
+
+    before = db_fingerprint(ws)
+    with pytest.raises(Exception) as err:
+        run_foreground(ws, kind, params)
+    message = str(err.value)
+    assert match in message, message
+    assert "\n" not in message, message
+    assert db_fingerprint(ws) == before
+    return message

@@ -64,3 +64,19 @@ def test_importing_the_engine_loads_no_front_end_and_no_torch() -> None:
 
 def test_cli_start_up_does_not_import_torch() -> None:
     assert "torch" not in _loaded_after("import workbench.cli")
+
+
+def test_all_sql_lives_in_the_store() -> None:
+    """Front ends and jobs call engine.store; only it runs SQL (STYLE.md, point 13)."""
+    import re
+
+    sql_call = re.compile(r"\.(execute|executemany|query)\(")
+    offenders = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for folder in ("engine", "workbench")
+        for p in (ROOT / folder).rglob("*.py")
+        if "store" not in p.relative_to(ROOT).parts
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if sql_call.search(line)
+    ]
+    assert offenders == []

@@ -625,7 +625,7 @@ def demo(
 
     from engine.jobs.queue import submit
     from engine.store.catalog import dataset_stats, get_dataset
-    from engine.store.runs import get_run
+    from engine.store.runs import delete_run, get_run
 
     ws = _require_workspace()
     typer.echo(f"workspace {ws.root.resolve()}")
@@ -633,7 +633,9 @@ def demo(
     steps = demo_pipeline(fast)
     if fresh:
         for _, _, run_name, _ in steps:
-            db.execute("DELETE FROM runs WHERE name = ?", [run_name])
+            old = get_run(db, run_name)
+            if old is not None:
+                delete_run(db, old.id)
             for folder in (ws.model_dir(run_name), ws.masks_dir(run_name)):
                 shutil.rmtree(folder, ignore_errors=True)
     have = get_dataset(db, "synthetic") is not None and get_dataset(db, "synthetic-drone") is not None

@@ -70,7 +70,7 @@ def execute(ws: Workspace, job_id: int, log_path: str | None = None) -> int:
         print(f"no job #{job_id}", file=sys.stderr)
         return 3
     if job.status == "queued":  # started by a scheduler rather than the runner
-        db.execute("UPDATE jobs SET status = 'running', started_at = ?, heartbeat_at = ? WHERE id = ? AND status = 'queued'", [now(), now(), job_id])
+        q.start_unclaimed(db, job_id)
     q.set_job_pid(db, job_id, os.getpid(), log_path or "")
     log = logging.getLogger(f"workbench.job.{job_id}")
     log.setLevel(logging.INFO)
@@ -114,7 +114,6 @@ def _cancel_flag(db: Any, job_id: int) -> bool:
     """The job's cancel flag, read at most twice a second (jobs call should_stop every step)."""
     at, value = _LAST_CHECK.get(job_id, (0.0, False))
     if time.monotonic() - at >= 0.5:
-        row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job_id]).fetchone()
-        value = bool(row and row[0])
+        value = q.is_cancel_requested(db, job_id)
         _LAST_CHECK[job_id] = (time.monotonic(), value)
     return value

@@ -10,8 +10,8 @@ import sqlite_utils
 
 from engine.evaluation.metrics import ALL_METRICS, EvaluationError
 from engine.evaluation.review import Correlation, krippendorff_alpha, rating_metric_correlations
-from engine.store.results import current_ratings, latest_evaluation, scores_of
-from engine.store.runs import get_run
+from engine.store.results import current_ratings, generation_images, latest_evaluation, scores_of
+from engine.store.runs import get_run, get_run_by_id
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def review_summary(db: sqlite_utils.Database, run_name: str) -> ReviewSummary:
     if run is None or run.kind not in ("generation", "baseline"):
         raise EvaluationError(f"run={run_name!r}: no generation or baseline run of that name")
     ratings = current_ratings(db, run.id)
-    image_of = {gid: iid for gid, iid in db.conn.execute("SELECT id, image_id FROM generations WHERE run_id = ?", [run.id])}
+    image_of = generation_images(db, run.id)
     by_image: dict[int, list[int]] = {}
     reviewers: dict[str, int] = {}
     flags: dict[str, int] = {}
@@ -50,11 +50,11 @@ def review_summary(db: sqlite_utils.Database, run_name: str) -> ReviewSummary:
     scores = scores_of(db, evaluation) if evaluation is not None else {}
     metrics = [m for m in ALL_METRICS if any(m in s for s in scores.values())]
     correlations = rating_metric_correlations({i: mean(v) for i, v in by_image.items()}, scores, metrics) if scores else []
-    eval_run = db.conn.execute("SELECT name FROM runs WHERE id = ?", [evaluation]).fetchone() if evaluation else None
+    eval_run = get_run_by_id(db, evaluation) if evaluation else None
     return ReviewSummary(
         run=run.name, reviewers=reviewers, rated_images=len(by_image),
         alpha_ordinal=krippendorff_alpha(units, "ordinal") if units else float("nan"),
         pairable_images=sum(1 for u in units if len(u) >= 2),
         mean_rating=mean(s for u in units for s in u) if units else float("nan"),
-        flags=flags, correlations=correlations, evaluation=eval_run[0] if eval_run else None,
+        flags=flags, correlations=correlations, evaluation=eval_run.name if eval_run else None,
     )

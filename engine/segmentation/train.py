@@ -202,7 +202,7 @@ def train(
             persistent_workers=False,
         )
         running = 0.0
-        for k, (x, y) in enumerate(loader):
+        for x, y in loader:
             if should_stop():
                 return TrainResult(epoch, metrics, history, stopped=True, resumed_from=resumed_from)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -130,6 +130,17 @@ def claim_next(db: sqlite_utils.Database, *, pid: int, take_gpu: bool, take_cpu:
     return get_job(db, chosen)
 
 
+def start_unclaimed(db: sqlite_utils.Database, job_id: int) -> None:
+    """Mark a queued job running when something other than the runner starts it (a scheduler)."""
+    with db.atomic():
+        db.execute("UPDATE jobs SET status = 'running', started_at = ?, heartbeat_at = ? WHERE id = ? AND status = 'queued'", [now(), now(), job_id])
+
+
+def is_cancel_requested(db: sqlite_utils.Database, job_id: int) -> bool:
+    row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job_id]).fetchone()
+    return bool(row and row[0])
+
+
 def set_job_pid(db: sqlite_utils.Database, job_id: int, pid: int, log_path: str) -> None:
     with db.atomic():
         db.execute("UPDATE jobs SET pid = ?, log_path = ? WHERE id = ?", [pid, log_path, job_id])

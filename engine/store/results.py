@@ -41,6 +41,11 @@ def add_generations(db: sqlite_utils.Database, run_id: int, rows: Iterable[tuple
     return int(cur.rowcount)
 
 
+def generation_images(db: sqlite_utils.Database, run_id: int) -> dict[int, int]:
+    """Generation id -> image id, for a run."""
+    return {gid: iid for gid, iid in db.conn.execute("SELECT id, image_id FROM generations WHERE run_id = ?", [run_id])}
+
+
 def generations_of(db: sqlite_utils.Database, run_id: int) -> list[Generation]:
     return [Generation(**r) for r in db.query("SELECT * FROM generations WHERE run_id = ? ORDER BY image_id", [run_id])]
 

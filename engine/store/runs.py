@@ -83,6 +83,12 @@ def create_run(
     return run
 
 
+def delete_run(db: sqlite_utils.Database, run_id: int) -> None:
+    """Remove a run and everything it produced (masks, compositions, captions, scores: cascades)."""
+    with db.atomic():
+        db.execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+
 def set_run_status(db: sqlite_utils.Database, run_id: int, status: str, metrics: dict[str, Any] | None = None) -> None:
     """Mark a run ``running``, ``complete`` or ``failed`` (and replace its metrics when given)."""
     with db.atomic():

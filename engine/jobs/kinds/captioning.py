@@ -18,8 +18,8 @@ import numpy as np
 from engine.captioning.data import Example, build_prompt, encode, make_examples
 from engine.captioning.errors import CaptioningError
 from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
-from engine.jobs.kinds.segmentation import _check_run_name, dataset_of_kind
-from engine.store.catalog import captions_for, list_images
+from engine.jobs.kinds.segmentation import _check_run_name, dataset_of_kind, free_run_name
+from engine.store.catalog import captions_for, get_dataset_by_id, list_images
 from engine.store.models import Dataset, Image
 from engine.store.results import add_generations
 from engine.store.runs import Run, compositions_of, create_run, get_run, set_run_status
@@ -268,11 +268,7 @@ def generate_job(params: GenerateParams, ctx: JobContext) -> JobResult:
         raise JobStopped()
     captions, tokens = out
     name = params.name or f"gen.{cap.name}.{params.split}"
-    old = get_run(ctx.db, name)
-    if old is not None:
-        if old.kind != "generation":
-            raise CaptioningError(f"name={name!r} is taken by a {old.kind} run; choose another name")
-        ctx.db.execute("DELETE FROM runs WHERE id = ?", [old.id])
+    free_run_name(ctx, name, "generation")
     run = create_run(ctx.db, kind="generation", name=name, params={**asdict(params), "name": name}, parent_run_id=cap.id, dataset_id=ds.id)
     add_generations(ctx.db, run.id, zip(ids, captions, strict=True))
     set_run_status(ctx.db, run.id, "complete", {"images": len(ids), "tokens": tokens})
@@ -281,10 +277,10 @@ def generate_job(params: GenerateParams, ctx: JobContext) -> JobResult:
 
 
 def _dataset_name(ctx: JobContext, run: Run) -> str:
-    row = ctx.db.execute("SELECT name FROM datasets WHERE id = ?", [run.dataset_id]).fetchone()
-    if row is None:
+    ds = get_dataset_by_id(ctx.db, run.dataset_id) if run.dataset_id else None
+    if ds is None:
         raise CaptioningError(f"run {run.name!r} has no dataset any more; give dataset=NAME")
-    return str(row[0])
+    return ds.name
 
 
 @dataclass(frozen=True)
@@ -331,11 +327,7 @@ def baseline_knn(params: BaselineParams, ctx: JobContext) -> JobResult:
         if qi % 256 == 0:
             ctx.progress(qi, len(queries), "retrieving")
     name = params.name or f"knn.{composition.name}.{params.split}"
-    old = get_run(ctx.db, name)
-    if old is not None:
-        if old.kind != "baseline":
-            raise CaptioningError(f"name={name!r} is taken by a {old.kind} run; choose another name")
-        ctx.db.execute("DELETE FROM runs WHERE id = ?", [old.id])
+    free_run_name(ctx, name, "baseline")
     run = create_run(ctx.db, kind="baseline", name=name, params={**asdict(params), "name": name}, parent_run_id=composition.id, dataset_id=ds.id)
     add_generations(ctx.db, run.id, chosen)
     set_run_status(ctx.db, run.id, "complete", {"images": len(chosen), "k": params.k})

@@ -26,7 +26,7 @@ from engine.evaluation.metrics import (
 )
 from engine.evaluation.tokenize import java_available
 from engine.jobs.base import JobContext, JobKind, JobResult
-from engine.jobs.kinds.segmentation import _check_run_name, dataset_of_kind
+from engine.jobs.kinds.segmentation import _check_run_name, dataset_of_kind, free_run_name
 from engine.store.catalog import captions_for, get_dataset_by_id, list_images
 from engine.store.results import add_generations, add_scores, export_rows, generations_of, latest_evaluation
 from engine.store.runs import Run, create_run, get_run, get_run_by_id, set_run_status
@@ -110,11 +110,7 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
         parent, dataset_id = None, ds.id
         label = f"references of {ds.name} leave-one-out ({len(images)} images, {len(hypotheses)} captions)"
 
-    existing = get_run(ctx.db, name)
-    if existing is not None:
-        if existing.kind != "evaluation":
-            raise EvaluationError(f"name={name!r} is taken by a {existing.kind} run; choose another name")
-        ctx.db.execute("DELETE FROM runs WHERE id = ?", [existing.id])  # a re-evaluation replaces the old one
+    free_run_name(ctx, name, "evaluation")  # a re-evaluation replaces the old one
     out_dir = ctx.workspace.model_dir(name)
     run = create_run(ctx.db, kind="evaluation", name=name, params={**asdict(params), "name": name, "metrics": list(params.metrics)},
                      parent_run_id=parent, dataset_id=dataset_id, artifact_dir=str(out_dir))

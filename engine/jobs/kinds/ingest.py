@@ -20,7 +20,7 @@ from engine.datasets.images import FolderProbe, ProbeBatch, probe_images, relati
 from engine.datasets.scenes import read_scene_lists, scene_from_filename
 from engine.jobs.base import JobContext, JobKind, JobResult
 from engine.store.catalog import DatasetWriter, dataset_stats, get_dataset, insert_dataset
-from engine.store.models import Dataset, NewCaption, NewImage
+from engine.store.models import Dataset, NewImage
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 IMAGE_FOLDER_NAMES = ("images", "RSICD_images", "imgs", "Images", "image")

@@ -17,11 +17,12 @@ from typing import Literal
 import numpy as np
 
 from engine.datasets.errors import DatasetError
+from engine.errors import WorkbenchError
 from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
 from engine.segmentation.errors import SegmentationError
 from engine.store.catalog import get_dataset, list_datasets, list_images
 from engine.store.models import Dataset
-from engine.store.runs import MaskRow, Run, add_masks, create_run, get_run, masked_image_ids, set_run_status
+from engine.store.runs import MaskRow, Run, add_masks, create_run, delete_run, get_run, masked_image_ids, set_run_status
 
 ARCHITECTURES = (
     "deeplabv3", "deeplabv3plus", "dpt", "fpn", "linknet", "manet", "pan", "pspnet", "segformer", "unet",
@@ -37,6 +38,19 @@ def _stamp() -> str:
 def _check_run_name(name: str | None) -> None:
     if name is not None and (not name or len(name) > 80 or any(c in name for c in "/\\\0") or name.startswith(".")):
         raise ValueError(f"name={name!r}: a run name needs 1-80 characters, no slashes, not starting with '.'")
+
+
+def free_run_name(ctx: JobContext, name: str, kind: str) -> None:
+    """Let a re-run of the same kind replace its earlier run of that name.
+
+    :raises WorkbenchError: if the name belongs to a run of another kind
+    """
+    old = get_run(ctx.db, name)
+    if old is None:
+        return
+    if old.kind != kind:
+        raise WorkbenchError(f"name={name!r} is taken by a {old.kind} run; choose another name")
+    delete_run(ctx.db, old.id)
 
 
 def dataset_of_kind(ctx: JobContext, name: str, kind: str, hint: str) -> Dataset:

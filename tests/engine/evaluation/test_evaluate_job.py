@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +16,7 @@ from engine.jobs.review import review_summary
 from engine.store.results import add_rating, generations_of, scores_of
 from engine.store.runs import get_run
 from engine.workspace import Workspace
-from tests.conftest import db_fingerprint
+from tests.conftest import fails_unchanged
 
 PY = {"tokenizer": "python", "resamples": "200"}
 
@@ -123,12 +122,7 @@ def test_review_summary_agreement_and_correlation(ws: Workspace) -> None:
         add_rating(db, gens[0].id, "ann", 6)
 
 
-def _fails(ws: Workspace, kind: str, params: dict[str, Any], match: str) -> None:
-    before = db_fingerprint(ws)
-    with pytest.raises(Exception) as err:
-        run_foreground(ws, kind, params)
-    assert match in str(err.value), str(err.value)
-    assert db_fingerprint(ws) == before
+_fails = fails_unchanged
 
 
 def test_bad_inputs(ws: Workspace, tmp_path: Path) -> None:

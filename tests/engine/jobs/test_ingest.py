@@ -20,7 +20,7 @@ from engine.datasets.synthetic import write_captioning_dataset, write_drone_data
 from engine.jobs.foreground import run_foreground
 from engine.store.catalog import captions_for, dataset_stats, get_dataset, list_images
 from engine.workspace import Workspace
-from tests.conftest import db_fingerprint
+from tests.conftest import db_fingerprint, fails_unchanged
 
 
 def ingest(ws: Workspace, **params: Any) -> Any:
@@ -180,14 +180,7 @@ def test_allow_missing_stores_status_and_reason(workspace: Workspace, tiny: Path
 # ---------------------------------------------------------------------------------------------
 
 def _fails(ws: Workspace, match: str, kind: str = "ingest-captions", **params: Any) -> str:
-    before = db_fingerprint(ws)
-    with pytest.raises(Exception) as err:
-        run_foreground(ws, kind, params)
-    message = str(err.value)
-    assert match in message, message
-    assert "\n" not in message
-    assert db_fingerprint(ws) == before
-    return message
+    return fails_unchanged(ws, kind, params, match)
 
 
 def test_truncated_json(workspace: Workspace, tiny: Path) -> None:
