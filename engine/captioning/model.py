@@ -96,12 +96,17 @@ def load_pretrained(base: str, *, load_in_4bit: bool, trust_remote_code: bool, d
         kwargs["device_map"] = {"": device}
     elif device.startswith("cuda"):
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # local_files_only: the workbench never downloads; a Hugging Face id must be in the cache.
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, **kwargs)
     except (OSError, ValueError) as exc:
-        where = "folder" if Path(base).exists() else "Hugging Face id (it must be in the local cache; nothing is downloaded here)"
-        raise CaptioningError(f"base={base!r}: cannot load it as a causal LM {where}: {str(exc).splitlines()[0]}") from exc
+        if Path(base).exists():
+            raise CaptioningError(f"base={base!r}: cannot load this folder as a causal LM: {str(exc).splitlines()[0]}") from exc
+        raise CaptioningError(
+            f"base={base!r}: cannot load it as a causal LM: no such folder, and not in the local Hugging Face cache "
+            f"(nothing is downloaded here; fetch it first, e.g. `huggingface-cli download {base}`, or give a local folder)"
+        ) from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -162,7 +162,7 @@ _fails = fails_unchanged
 def test_bad_inputs(world: dict[str, Any], tmp_path: Path) -> None:
     ws = world["ws"]
     _fails(ws, "train-captioner", {"dataset": "syn", "composition": "gt", "base": str(tmp_path / "no-such-model"), "name": "b1"},
-           "cannot load it as a causal LM")
+           "cannot load it as a causal LM: no such folder")
     _fails(ws, "train-captioner", {"dataset": "syn", "composition": "nope", "name": "b2"}, "composition='nope': no compose run")
     _fails(ws, "train-captioner", {"dataset": "syn", "name": "b3"}, "prompt=composition needs composition=RUN")
     data = write_captioning_dataset(tmp_path / "other", 20, size=32, seed=1)
