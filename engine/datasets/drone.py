@@ -79,7 +79,7 @@ def read_class_table(path: Path) -> list[DroneClass]:
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or [c.strip().lower() for c in rows[0]] != ["name", "r", "g", "b"]:
         raise DatasetError(f"{path}: first line must be the header 'name, r, g, b'")
-    classes = []
+    classes: list[DroneClass] = []
     for line, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
             continue

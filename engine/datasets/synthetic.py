@@ -14,10 +14,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -553,6 +554,8 @@ def write_drone_dataset(
 def _map(fn: Callable, jobs: list, workers: int, progress: Callable[[int, int], None] | None) -> list:
     results = []
     total = len(jobs)
+    iterator: Iterator[Any]
+    pool: ProcessPoolExecutor | None
     if workers <= 1:
         iterator = map(fn, jobs)
         pool = None

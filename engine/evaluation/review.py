@@ -31,21 +31,26 @@ def coincidences(units: Sequence[Sequence[float]], values: Sequence[float]) -> n
     c = counts[pairable]
     # o_ck = sum_u (n_uc * n_uk - [c == k] * n_uc) / (m_u - 1)
     weights = 1.0 / (m[pairable] - 1)
-    return (c * weights[:, None]).T @ c - np.diag((c * weights[:, None]).sum(0))
+    out: np.ndarray = (c * weights[:, None]).T @ c - np.diag((c * weights[:, None]).sum(0))
+    return out
 
 
 def _delta(values: Sequence[float], n_c: np.ndarray, level: str) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
+    out: np.ndarray
     if level == "nominal":
-        return (v[:, None] != v[None, :]).astype(np.float64)
+        out = (v[:, None] != v[None, :]).astype(np.float64)
+        return out
     if level == "interval":
-        return (v[:, None] - v[None, :]) ** 2
+        out = (v[:, None] - v[None, :]) ** 2
+        return out
     # ordinal: (sum of n_g from c to k, minus half of n_c and n_k) squared
     cum = np.concatenate([[0.0], np.cumsum(n_c)])
     lo = np.minimum.outer(np.arange(len(v)), np.arange(len(v)))
     hi = np.maximum.outer(np.arange(len(v)), np.arange(len(v)))
     between = cum[hi + 1] - cum[lo]
-    return (between - (n_c[lo] + n_c[hi]) / 2) ** 2
+    out = (between - (n_c[lo] + n_c[hi]) / 2) ** 2
+    return out
 
 
 def krippendorff_alpha(units: Sequence[Sequence[float]], level: str = "ordinal") -> float:

@@ -135,7 +135,7 @@ class Runner:
                 self._relay_cancels(db)
                 job = self._claim(db)
                 if job is not None:
-                    self._start(job)
+                    self._start(db, job)
                     started += 1
                     idle_since = time.monotonic()
                     continue
@@ -168,9 +168,9 @@ class Runner:
         take_gpu = gpu_busy < self.gpus if self.gpus else take_cpu
         if not take_cpu and not take_gpu:
             return None
-        return q.claim_next(db, pid=os.getpid(), take_gpu=take_gpu, take_cpu=take_cpu)
+        return q.claim_next(db, take_gpu=take_gpu, take_cpu=take_cpu)
 
-    def _start(self, job: q.Job) -> None:
+    def _start(self, db: Any, job: q.Job) -> None:
         log_path = self.workspace.logs_dir / f"job-{job.id}.log"
         self.workspace.logs_dir.mkdir(parents=True, exist_ok=True)
         pid = os.fork()
@@ -190,6 +190,8 @@ class Runner:
                 code = execute(self.workspace, job.id, str(log_path))
             finally:
                 os._exit(code)
+        # Recorded by the parent at once, so the row never names the wrong process.
+        q.set_job_pid(db, job.id, pid, str(log_path))
         self.running[job.id] = _Running(job, pid)
 
     def _reap(self, db: Any) -> None:

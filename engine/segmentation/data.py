@@ -42,14 +42,14 @@ def load_rgb(path: str, max_side: int | None = None) -> tuple[Any, tuple[int, in
     the file's full (width, height)."""
     from PIL import Image
 
-    img = Image.open(path)
+    img: Any = Image.open(path)
     full = img.size
     if max_side and max(img.size) > max_side:
         scale = max_side / max(img.size)
         img.draft("RGB", (int(img.size[0] * scale), int(img.size[1] * scale)))
         if max(img.size) > max_side:
             scale = max_side / max(img.size)
-            img = img.convert("RGB").resize((round(img.size[0] * scale), round(img.size[1] * scale)), Image.BILINEAR)
+            img = img.convert("RGB").resize((round(img.size[0] * scale), round(img.size[1] * scale)), Image.Resampling.BILINEAR)
     return img.convert("RGB"), full
 
 
@@ -81,16 +81,16 @@ class TrainingSet:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         item = self.items[index]
         img, _ = load_rgb(item.image, self.max_side)
-        label = Image.open(item.label)  # type: ignore[arg-type]
+        label: Any = Image.open(item.label)  # type: ignore[arg-type]
         if label.size != img.size:
-            label = label.resize(img.size, Image.NEAREST)
+            label = label.resize(img.size, Image.Resampling.NEAREST)
         w, h = img.size
         side = int(min(w, h) * rng.uniform(self.crop_min, 1.0))
         x0 = int(rng.integers(0, w - side + 1))
         y0 = int(rng.integers(0, h - side + 1))
         box = (x0, y0, x0 + side, y0 + side)
-        rgb = np.asarray(img.crop(box).resize((self.size, self.size), Image.BILINEAR))
-        lab = self.lut[np.asarray(label.crop(box).resize((self.size, self.size), Image.NEAREST))]
+        rgb = np.asarray(img.crop(box).resize((self.size, self.size), Image.Resampling.BILINEAR))
+        lab = self.lut[np.asarray(label.crop(box).resize((self.size, self.size), Image.Resampling.NEAREST))]
         if rng.random() < 0.5:
             rgb, lab = rgb[:, ::-1], lab[:, ::-1]
         if rng.random() < 0.5:
@@ -121,8 +121,9 @@ class EvalSet:
         w, h = img.size
         scale = self.size / max(w, h)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        rgb = np.asarray(img.resize((nw, nh), Image.BILINEAR))
-        lab = self.lut[np.asarray(Image.open(item.label).resize((nw, nh), Image.NEAREST))]  # type: ignore[arg-type]
+        rgb = np.asarray(img.resize((nw, nh), Image.Resampling.BILINEAR))
+        label: Any = Image.open(item.label)  # type: ignore[arg-type]
+        lab = self.lut[np.asarray(label.resize((nw, nh), Image.Resampling.NEAREST))]
         ph, pw = -nh % 32, -nw % 32
         x = np.pad(normalise(rgb), ((0, 0), (0, ph), (0, pw)))
         y = np.pad(lab, ((0, ph), (0, pw)), constant_values=IGNORE)
@@ -144,5 +145,5 @@ class InferenceSet:
         from PIL import Image
 
         img, (w, h) = load_rgb(self.paths[index], max_side=self.size * 4)
-        rgb = np.asarray(img.resize((self.size, self.size), Image.BILINEAR))
+        rgb = np.asarray(img.resize((self.size, self.size), Image.Resampling.BILINEAR))
         return torch.from_numpy(normalise(rgb)), index, h, w

@@ -36,8 +36,9 @@ def predict_masks(
     import torch.nn.functional as F
 
     cuda = device.startswith("cuda")
-    loader = torch.utils.data.DataLoader(
-        InferenceSet(paths, size=input_size), batch_size=batch_size, num_workers=num_workers,
+    loader: Any = torch.utils.data.DataLoader(
+        InferenceSet(paths, size=input_size),  # type: ignore[arg-type]
+        batch_size=batch_size, num_workers=num_workers,
         pin_memory=cuda, persistent_workers=False,
     )
     if cuda:

@@ -113,7 +113,8 @@ def evaluate(model: Any, items: Sequence[Item], lut: np.ndarray, n: int, *, size
     cm = np.zeros((n, n), np.int64)
     model.eval()
     with torch.no_grad():
-        for x, y in EvalSet(items, lut, size=size):
+        evalset = EvalSet(items, lut, size=size)
+        for x, y in (evalset[i] for i in range(len(evalset))):
             logits = model(x.unsqueeze(0).to(device)).float()
             for g in ignore:
                 logits[:, g] = -1e9  # never predict an ignored group (finite: resizing -inf gives NaN)
@@ -197,8 +198,9 @@ def train(
         needed = per_epoch * config.batch_size
         order = np.resize(order, needed)  # repeats the permutation when steps_per_epoch asks for more
         batches = [order[i : i + config.batch_size].tolist() for i in range(0, needed, config.batch_size)]
-        loader = torch.utils.data.DataLoader(
-            data, batch_sampler=batches, num_workers=config.num_workers, pin_memory=cuda,
+        loader: Any = torch.utils.data.DataLoader(
+            data,  # type: ignore[arg-type]
+            batch_sampler=batches, num_workers=config.num_workers, pin_memory=cuda,
             persistent_workers=False,
         )
         running = 0.0
@@ -244,11 +246,15 @@ def _save(out_dir: Path, model: Any, states: dict[str, Any], epoch: int, step: i
     state_dict = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic("model.safetensors", lambda p: save_file(state_dict, p))
     params = {"model": model_config.to_dict(), "train": asdict(config), "class_names": list(class_names), "ignore": list(ignore)}
-    atomic("params.json", lambda p: Path(p).write_text(json.dumps(params, indent=2)))
-    atomic("metrics.json", lambda p: Path(p).write_text(json.dumps({"last": history[-1], "history": history}, indent=2)))
+    atomic("params.json", lambda p: _write(p, json.dumps(params, indent=2)))
+    atomic("metrics.json", lambda p: _write(p, json.dumps({"last": history[-1], "history": history}, indent=2)))
     atomic("confusion.png", lambda p: draw_confusion(np.array(history[-1]["confusion"]), class_names, ignore).save(p, format="PNG"))
     trainer = {**states, "epoch": epoch, "step": step, "history": history, "model_config": model_config.to_dict()}
     atomic("trainer.pt", lambda p: torch.save(trainer, p))
+
+
+def _write(path: str, text: str) -> None:
+    Path(path).write_text(text, encoding="utf-8")
 
 
 def draw_confusion(cm: np.ndarray, names: Sequence[str], ignore: Sequence[int]) -> Any:

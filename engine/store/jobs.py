@@ -87,7 +87,7 @@ def list_jobs(db: sqlite_utils.Database, *, limit: int = 50, status: str | None 
     return [_job(r, deps.get(r["id"], ())) for r in rows]
 
 
-def claim_next(db: sqlite_utils.Database, *, pid: int, take_gpu: bool, take_cpu: bool) -> Job | None:
+def claim_next(db: sqlite_utils.Database, *, take_gpu: bool, take_cpu: bool) -> Job | None:
     """Take the oldest runnable queued job (its dependencies succeeded), atomically.
 
     Queued jobs whose dependencies ended badly are failed here, naming the cause.
@@ -120,8 +120,8 @@ def claim_next(db: sqlite_utils.Database, *, pid: int, take_gpu: bool, take_cpu:
             return None
         stamp = now()
         conn.execute(
-            "UPDATE jobs SET status = 'running', pid = ?, host = ?, started_at = ?, heartbeat_at = ?, message = 'starting' WHERE id = ?",
-            [pid, socket.gethostname(), stamp, stamp, chosen],
+            "UPDATE jobs SET status = 'running', pid = NULL, host = ?, started_at = ?, heartbeat_at = ?, message = 'starting' WHERE id = ?",
+            [socket.gethostname(), stamp, stamp, chosen],
         )
         conn.execute("COMMIT")
     except BaseException:

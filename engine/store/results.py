@@ -137,7 +137,8 @@ def export_rows(db: sqlite_utils.Database, run_id: int, split: str | None = None
     ratings: dict[int, list[dict[str, Any]]] = {}
     for r in current_ratings(db, run_id):
         ratings.setdefault(r.generation_id, []).append({"reviewer": r.reviewer, "score": r.score, "flags": r.flags, "note": r.note})
-    where, args = "g.run_id = ?", [run_id]
+    where = "g.run_id = ?"
+    args: list[Any] = [run_id]
     if split is not None:
         where += " AND i.split = ?"
         args.append(split)

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -92,9 +93,9 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
         missing = [images[g.image_id].filename for g in gens if not refs[g.image_id]]
         if missing:
             raise EvaluationError(f"references missing for {len(missing)} images (first: {', '.join(missing[:3])}); every scored image needs references")
-        references = {g.image_id: [c.text for c in refs[g.image_id]] for g in gens}
-        hypotheses = {g.image_id: g.text for g in gens}
-        scene_of = {g.image_id: images[g.image_id].scene or "(none)" for g in gens}
+        references: dict[Hashable, list[str]] = {g.image_id: [c.text for c in refs[g.image_id]] for g in gens}
+        hypotheses: dict[Hashable, str] = {g.image_id: g.text for g in gens}
+        scene_of: dict[Hashable, str] = {g.image_id: images[g.image_id].scene or "(none)" for g in gens}
         name = params.name or f"eval.{source.name}"
         parent, dataset_id = source.id, source.dataset_id
         label = f"{source.name} ({len(gens)} images)"
@@ -105,7 +106,7 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
         references, hypotheses = leave_one_out({i: [c.text for c in refs[i]] for i in images})
         if not hypotheses:
             raise EvaluationError(f"dataset {ds.name!r} has no images with two or more references{'' if split is None else f' in split {split}'}")
-        scene_of = {key: images[key[0]].scene or "(none)" for key in hypotheses}  # type: ignore[index]
+        scene_of = {key: images[key[0]].scene or "(none)" for key in hypotheses if isinstance(key, tuple)}
         name = params.name or f"human.{ds.name}.{params.split}"
         parent, dataset_id = None, ds.id
         label = f"references of {ds.name} leave-one-out ({len(images)} images, {len(hypotheses)} captions)"
@@ -149,8 +150,8 @@ def _per_image(scores: Scores) -> dict[int, dict[str, float]]:
     """Per-image values; leave-one-out keys (image, i) are averaged per image."""
     sums: dict[int, dict[str, list[float]]] = {}
     for idx, key in enumerate(scores.keys):
-        image_id = key[0] if isinstance(key, tuple) else key
-        row = sums.setdefault(int(image_id), {})  # type: ignore[call-overload]
+        image_id = int(key[0] if isinstance(key, tuple) else key)  # type: ignore[arg-type]
+        row = sums.setdefault(image_id, {})
         for m, values in scores.per_image.items():
             row.setdefault(m, []).append(float(values[idx]))
     return {i: {m: float(np.mean(v)) for m, v in row.items()} for i, row in sums.items()}

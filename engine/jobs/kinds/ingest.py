@@ -169,7 +169,7 @@ def ingest_captions(params: IngestCaptionsParams, ctx: JobContext) -> JobResult:
             replace=params.replace,
         ) as writer:
             # zip() yields (text, tokens, is_duplicate) in NewCaption's field order, at C speed.
-            writer.add_captions([list(zip(e.captions, e.tokens, e.duplicates, strict=True)) for e in parsed.entries])  # type: ignore[misc]
+            writer.add_captions([list(zip(e.captions, e.tokens, e.duplicates, strict=True)) for e in parsed.entries])  # type: ignore[misc, arg-type]
             probes = get_probes()
             ctx.check_stop()
             bad = [(n, p) for n, p in zip(filenames, probes, strict=True) if p.status != "ok"]

@@ -53,6 +53,24 @@ def status(ws: Workspace, job_id: int) -> str:
         db.close()
 
 
+def running_pid(ws: Workspace, job_id: int) -> int:
+    """Wait until the job runs and its process is recorded; returns that pid."""
+    def recorded() -> bool:
+        db = ws.open_db()
+        try:
+            job = q.get_job(db, job_id)
+            return job is not None and job.status == "running" and job.pid is not None
+        finally:
+            db.close()
+
+    wait_for(recorded)
+    db = ws.open_db()
+    try:
+        return q.get_job(db, job_id).pid  # type: ignore[return-value, union-attr]
+    finally:
+        db.close()
+
+
 def integrity_ok(ws: Workspace) -> bool:
     db = ws.open_db()
     try:
@@ -73,8 +91,7 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
 def test_kill_9_of_the_runner_interrupts_the_job_and_retry_completes(ws: Workspace) -> None:
     runner = start_runner(ws)
     job = submit(ws, "noop", {"seconds": "3"}, start_runner=False)
-    wait_for(lambda: status(ws, job) == "running")
-    pid = q.get_job(ws.open_db(), job).pid  # type: ignore[union-attr]
+    pid = running_pid(ws, job)
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait()
     wait_for(lambda: not _alive(pid), timeout=5)  # the job's process died with its runner
@@ -110,10 +127,9 @@ def test_submitter_exiting_or_hangup_does_not_stop_the_job(ws: Workspace) -> Non
 def test_cancel_of_a_running_job_within_5_s_and_its_children_gone(ws: Workspace) -> None:
     runner = start_runner(ws)
     job = submit(ws, "noop", {"seconds": "60"}, start_runner=False)
-    wait_for(lambda: status(ws, job) == "running")
+    pid = running_pid(ws, job)
+    assert pid != runner.pid
     db = ws.open_db()
-    pid = q.get_job(db, job).pid  # type: ignore[union-attr]
-    assert pid
     start = time.monotonic()
     assert q.request_cancel(db, job) == "cancelling"
     wait_for(lambda: status(ws, job) == "cancelled", timeout=5)
