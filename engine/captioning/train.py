@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.captioning.data import Encoded, collate, length_grouped_batches, random_batches
+from engine.training import warmup_cosine
 
 Progress = Callable[..., None]
 
@@ -48,14 +49,6 @@ class TrainResult:
     early_stopped: bool = False
     resumed_from: int = 0
     steps: int = 0
-
-
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    # 1) linear warmup, 2) cosine decay to 10% of the peak at the last step.
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def validation_loss(model: Any, data: Sequence[Encoded], pad_id: int, device: str, batch_size: int = 32) -> float:
@@ -103,7 +96,7 @@ def train_captioner(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(train) / config.batch_size / config.grad_accum)
     total = per_epoch * config.epochs if not config.max_steps else min(config.max_steps, per_epoch * config.epochs)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config.warmup_steps, total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, config.warmup_steps, total, 0.1))
     pad_id = tokenizer.pad_token_id
     out_dir.mkdir(parents=True, exist_ok=True)
     start_epoch, step, history, best, bad_epochs = 0, 0, [], float("inf"), 0

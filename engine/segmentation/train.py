@@ -12,7 +12,6 @@ Checkpoint folder (``out_dir``):
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from engine.segmentation.data import EvalSet, Item, TrainingSet
 from engine.segmentation.errors import SegmentationError
 from engine.segmentation.metrics import IGNORE, confusion, iou, mean_iou, pixel_accuracy
 from engine.segmentation.model import ModelConfig, build_model
+from engine.training import device_for, warmup_cosine
 
 Progress = Callable[..., None]
 
@@ -88,22 +88,6 @@ def _dice_loss(logits: Any, target: Any, n: int) -> Any:
     present = onehot.sum((0, 2, 3)) > 0
     dice = (2 * inter + 1) / (denom + 1)
     return (1 - dice[present]).mean() if bool(present.any()) else torch.zeros((), device=logits.device)
-
-
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    # 1) linear warmup, 2) cosine decay to 5% of the peak at the last step.
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def device_for(preferred: str | None = None) -> str:
-    import torch
-
-    if preferred:
-        return preferred
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def evaluate(model: Any, items: Sequence[Item], lut: np.ndarray, n: int, *, size: int, device: str, ignore: Sequence[int]) -> np.ndarray:
@@ -170,7 +154,7 @@ def train(
     per_epoch = config.steps_per_epoch or max(1, len(data) // config.batch_size)
     total_steps = per_epoch * config.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config.warmup_steps, total_steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, config.warmup_steps, total_steps, 0.05))
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and config.amp and amp_dtype == torch.float16)
     ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device), ignore_index=IGNORE)

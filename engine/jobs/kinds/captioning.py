@@ -134,7 +134,7 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
         PRESETS, LoraSettings, add_lora, build_preset, load_pretrained, quiet_transformers, train_tokenizer, vocab_texts,
     )
     from engine.captioning.train import TrainConfig, train_captioner
-    from engine.segmentation.train import device_for
+    from engine.training import device_for
 
     quiet_transformers()
     ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
@@ -242,7 +242,7 @@ class GenerateParams:
 def generate_job(params: GenerateParams, ctx: JobContext) -> JobResult:
     from engine.captioning.generate import GenerationSettings, generate_captions
     from engine.captioning.model import load_captioner
-    from engine.segmentation.train import device_for
+    from engine.training import device_for
 
     cap = get_run(ctx.db, params.captioner)
     if cap is None or cap.kind != "captioner":

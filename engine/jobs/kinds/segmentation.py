@@ -239,7 +239,8 @@ def segment(params: SegmentParams, ctx: JobContext) -> JobResult:
     from PIL import Image
 
     from engine.segmentation.predict import predict_masks
-    from engine.segmentation.train import device_for, load_checkpoint
+    from engine.segmentation.train import load_checkpoint
+    from engine.training import device_for
 
     ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
     seg_run = get_run(ctx.db, params.segmenter)
