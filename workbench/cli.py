@@ -619,8 +619,7 @@ def demo(
     fast: Annotated[bool, typer.Option(help="Train for a handful of steps only (a smoke test of the pipeline).")] = False,
     no_runner: Annotated[bool, typer.Option("--no-runner", help="Only queue the jobs; start `workbench worker` yourself.")] = False,
 ) -> None:
-    """Draw the synthetic world, ingest it, and queue the whole pipeline on it: train segmenter,
-    segment, compose, train captioner, generate, evaluate, and the kNN baseline, evaluated."""
+    """Draw the synthetic world, ingest it, and queue the whole pipeline on it (segmenter, masks, compositions, captioner, captions, baseline, scores)."""
     import shutil
 
     from engine.jobs.queue import submit
