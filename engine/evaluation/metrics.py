@@ -305,17 +305,29 @@ def group_scores(scores: Scores, groups: Sequence[Hashable], meteor: MeteorSessi
     }
 
 
-def leave_one_out(references: Mapping[Hashable, Sequence[str]]) -> tuple[dict[Hashable, list[str]], dict[Hashable, str]]:
+def leave_one_out(
+    references: Mapping[Hashable, Sequence[str]], *, distinct: bool = False,
+) -> tuple[dict[Hashable, list[str]], dict[Hashable, str]]:
     """Each reference as a hypothesis against the image's other references: the human level.
 
     Keys become ``(key, i)``; images with fewer than two references are skipped.
+
+    :param distinct: leave out the other references that repeat the hypothesis (case and
+        punctuation aside). RSICD repeats references to reach five per image, and a repeated
+        reference scores perfectly against its twin, inflating the human level; references left
+        with nothing to compare against are skipped.
     """
+    from engine.datasets.text import duplicate_key
+
     refs: dict[Hashable, list[str]] = {}
     hyps: dict[Hashable, str] = {}
     for key, captions in references.items():
         if len(captions) < 2:
             continue
+        keys = [duplicate_key(c) for c in captions]
         for i, caption in enumerate(captions):
-            refs[(key, i)] = [c for j, c in enumerate(captions) if j != i]
-            hyps[(key, i)] = caption
+            others = [c for j, c in enumerate(captions) if j != i and not (distinct and keys[j] == keys[i])]
+            if others:
+                refs[(key, i)] = others
+                hyps[(key, i)] = caption
     return refs, hyps

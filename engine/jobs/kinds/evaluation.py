@@ -41,6 +41,8 @@ class EvaluateParams:
     """Generation or baseline run to score."""
     human: str | None = None
     """Or: a captioning dataset whose references are scored leave-one-out (the level humans reach)."""
+    distinct: bool = False
+    """Human level only: compare each reference with the others that do not repeat it (RSICD repeats references)."""
     split: Literal["all", "train", "val", "test"] = "all"
     """Images to score (human: default all of the dataset)."""
     name: str | None = None
@@ -66,6 +68,8 @@ class EvaluateParams:
             raise ValueError("metrics: name at least one")
         if self.resamples < 0:
             raise ValueError("resamples: must be 0 or more")
+        if self.distinct and self.human is None:
+            raise ValueError("distinct: only for human=DATASET")
 
 
 def _generation_run(ctx: JobContext, name: str) -> Run:
@@ -103,13 +107,14 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
         ds = dataset_of_kind(ctx, params.human, "captioning", "ingest one with `workbench ingest captions PATH`")  # type: ignore[arg-type]
         images = {im.id: im for im in list_images(ctx.db, ds.id, split=split)}
         refs = captions_for(ctx.db, list(images))
-        references, hypotheses = leave_one_out({i: [c.text for c in refs[i]] for i in images})
+        references, hypotheses = leave_one_out({i: [c.text for c in refs[i]] for i in images}, distinct=params.distinct)
         if not hypotheses:
             raise EvaluationError(f"dataset {ds.name!r} has no images with two or more references{'' if split is None else f' in split {split}'}")
         scene_of = {key: images[key[0]].scene or "(none)" for key in hypotheses if isinstance(key, tuple)}
-        name = params.name or f"human.{ds.name}.{params.split}"
+        name = params.name or f"human{'-distinct' if params.distinct else ''}.{ds.name}.{params.split}"
         parent, dataset_id = None, ds.id
-        label = f"references of {ds.name} leave-one-out ({len(images)} images, {len(hypotheses)} captions)"
+        scored = len({key[0] for key in hypotheses if isinstance(key, tuple)})
+        label = f"references of {ds.name} leave-one-out ({scored} of {len(images)} images, {len(hypotheses)} captions)"
 
     free_run_name(ctx, name, "evaluation")  # a re-evaluation replaces the old one
     out_dir = ctx.workspace.model_dir(name)

@@ -195,3 +195,12 @@ def test_rating_metric_correlations_count_images() -> None:
     scores = {1: {"CIDEr": 0.1}, 2: {"CIDEr": 0.4}, 3: {"CIDEr": 0.5}, 4: {"CIDEr": 0.9}, 5: {"CIDEr": 1.0}}
     [c] = rating_metric_correlations(ratings, scores, ["CIDEr"])
     assert c.n == 4 and c.spearman == pytest.approx(1.0) and c.kendall == pytest.approx(1.0)
+
+
+def test_leave_one_out_can_skip_repeated_references() -> None:
+    refs = {1: ["a pond .", "A pond", "two roads"], 2: ["x", "x"]}
+    gts, res = leave_one_out(refs)
+    assert gts[(1, 0)] == ["A pond", "two roads"] and len(res) == 5
+    gts, res = leave_one_out(refs, distinct=True)
+    assert gts[(1, 0)] == ["two roads"] and gts[(1, 2)] == ["a pond .", "A pond"]
+    assert (2, 0) not in res and len(res) == 3
