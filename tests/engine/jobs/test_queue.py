@@ -161,8 +161,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_two_runners_never_double_run_and_200_jobs_from_4_processes_run_once(ws: Workspace) -> None:
+    from engine.jobs.runner import runner_alive
+
     first = start_runner(ws)
-    time.sleep(0.5)
+    wait_for(lambda: runner_alive(ws))
     second = start_runner(ws)
     out, _ = second.communicate(timeout=30)
     assert second.returncode == 1 and b"a runner already serves this workspace" in out
