@@ -43,10 +43,7 @@ class Progress:
     total: int | None
     message: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
-
-    def can_replace(self, other: Progress) -> bool:
-        """A newer report replaces an older one unless it carries metrics (loss curves keep every point)."""
-        return not other.metrics
+    """Numbers to keep for curves (loss, lr, miou, ...); reports with metrics are never merged away."""
 
 
 @dataclass(frozen=True)

@@ -175,11 +175,6 @@ def insert_dataset(
     return writer.dataset
 
 
-def delete_dataset(db: sqlite_utils.Database, dataset_id: int) -> None:
-    with db.atomic():
-        db.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
-
-
 def _image(row: dict[str, Any]) -> Image:
     return Image(**row)
 

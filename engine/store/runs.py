@@ -100,11 +100,6 @@ def set_run_status(db: sqlite_utils.Database, run_id: int, status: str, metrics:
         )
 
 
-def set_run_metrics(db: sqlite_utils.Database, run_id: int, metrics: dict[str, Any]) -> None:
-    with db.atomic():
-        db.execute("UPDATE runs SET metrics = ? WHERE id = ?", [json.dumps(metrics), run_id])
-
-
 @dataclass(frozen=True)
 class MaskRow:
     image_id: int
