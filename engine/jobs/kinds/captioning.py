@@ -18,7 +18,7 @@ import numpy as np
 from engine.captioning.data import Example, build_prompt, encode, make_examples
 from engine.captioning.errors import CaptioningError
 from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
-from engine.jobs.kinds.segmentation import _check_run_name, dataset_of_kind, free_run_name
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, free_run_name
 from engine.store.catalog import captions_for, get_dataset_by_id, list_images
 from engine.store.models import Dataset, Image
 from engine.store.results import add_generations
@@ -36,14 +36,7 @@ def _composition_run(ctx: JobContext, name: str | None, ds: Dataset, source: str
         return None
     if name is None:
         raise CaptioningError(f"prompt={source} needs composition=RUN (a compose run of {ds.name!r}); or use prompt=scene")
-    run = get_run(ctx.db, name)
-    if run is None or run.kind != "composition":
-        raise CaptioningError(f"composition={name!r}: no compose run of that name")
-    if run.dataset_id != ds.id:
-        raise CaptioningError(f"compose run {name!r} describes another dataset, not {ds.name!r}")
-    if run.status != "complete":
-        raise CaptioningError(f"compose run {name!r} is {run.status}; finish it first")
-    return run
+    return finished_run(ctx, "composition", name, ("composition",), "compose", CaptioningError, dataset=ds)
 
 
 def prompts_for(ctx: JobContext, images: list[Image], source: str, composition: Run | None) -> tuple[dict[int, str], list[Image]]:
@@ -108,7 +101,7 @@ class TrainCaptionerParams:
     """cpu, cuda, ... (default: cuda when available)."""
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name)
+        check_run_name(self.name)
         for f in ("epochs", "batch_size", "grad_accum", "patience"):
             if getattr(self, f) < 1:
                 raise ValueError(f"{f}: must be at least 1")
@@ -232,7 +225,7 @@ class GenerateParams:
     """cpu, cuda, ... (default: cuda when available)."""
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name)
+        check_run_name(self.name)
         if self.batch_size < 1 or self.num_beams < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size, num_beams and max_new_tokens: must be at least 1")
         if self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0:
@@ -244,11 +237,8 @@ def generate_job(params: GenerateParams, ctx: JobContext) -> JobResult:
     from engine.captioning.model import load_captioner
     from engine.training import device_for
 
-    cap = get_run(ctx.db, params.captioner)
-    if cap is None or cap.kind != "captioner":
-        raise CaptioningError(f"captioner={params.captioner!r}: no train-captioner run of that name")
-    if cap.status != "complete":
-        raise CaptioningError(f"captioner run {cap.name!r} is {cap.status}; finish (resume) its training first")
+    cap = finished_run(ctx, "captioner", params.captioner, ("captioner",), "train-captioner", CaptioningError,
+                       unfinished="finish (resume) its training first")
     ds = dataset_of_kind(ctx, params.dataset or str(_dataset_name(ctx, cap)), "captioning", "ingest one first")
     source = cap.params["prompt"]
     composition = _composition_run(ctx, params.composition or cap.params.get("composition"), ds, source)
@@ -297,7 +287,7 @@ class BaselineParams:
     """Run name (default knn.<composition>.<split>)."""
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name)
+        check_run_name(self.name)
         if self.k < 1:
             raise ValueError("k: must be at least 1")
 

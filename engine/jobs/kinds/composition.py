@@ -17,7 +17,7 @@ from engine.composition import PROMPT_VERSION, compose, render_prompt
 from engine.datasets.errors import DatasetError
 from engine.datasets.synthetic import CLASS_NAMES as DRONE_CLASSES
 from engine.jobs.base import JobContext, JobKind, JobResult
-from engine.jobs.kinds.segmentation import _check_run_name, dataset_of_kind
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run
 from engine.segmentation.errors import SegmentationError
 from engine.store.catalog import list_images
 from engine.store.runs import CompositionRow, add_compositions, create_run, get_run, masks_of, set_run_status
@@ -48,7 +48,7 @@ class ComposeParams:
     """Classes below this percentage of the image are left out."""
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name)
+        check_run_name(self.name)
         if (self.segmentation is None) == (self.masks is None):
             raise ValueError("give exactly one of segmentation=RUN or masks=FOLDER")
         if not 0 <= self.dead_zone < 0.5:
@@ -80,13 +80,7 @@ def compose_job(params: ComposeParams, ctx: JobContext) -> JobResult:
     images = {im.id: im for im in list_images(ctx.db, ds.id, split=split)}
 
     if params.segmentation is not None:
-        source = get_run(ctx.db, params.segmentation)
-        if source is None or source.kind != "segmentation":
-            raise SegmentationError(f"segmentation={params.segmentation!r}: no segment run of that name")
-        if source.dataset_id != ds.id:
-            raise SegmentationError(f"segment run {source.name!r} is of another dataset, not {ds.name!r}")
-        if source.status != "complete":
-            raise SegmentationError(f"segment run {source.name!r} is {source.status}; finish it first")
+        source = finished_run(ctx, "segmentation", params.segmentation, ("segmentation",), "segment", SegmentationError, dataset=ds)
         work = [(images[m.image_id], ctx.workspace.root / m.path) for m in masks_of(ctx.db, source.id) if m.image_id in images]
         if not work:
             raise SegmentationError(f"segment run {source.name!r} has no masks for the {params.split} images of {ds.name!r}; run `segment` on them first")

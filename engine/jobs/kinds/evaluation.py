@@ -27,10 +27,10 @@ from engine.evaluation.metrics import (
 )
 from engine.evaluation.tokenize import java_available
 from engine.jobs.base import JobContext, JobKind, JobResult
-from engine.jobs.kinds.segmentation import _check_run_name, dataset_of_kind, free_run_name
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, free_run_name
 from engine.store.catalog import captions_for, get_dataset_by_id, list_images
 from engine.store.results import add_generations, add_scores, export_rows, generations_of, latest_evaluation
-from engine.store.runs import Run, create_run, get_run, get_run_by_id, set_run_status
+from engine.store.runs import create_run, get_run, get_run_by_id, set_run_status
 
 GENERATION_KINDS = ("generation", "baseline")
 
@@ -57,7 +57,7 @@ class EvaluateParams:
     """Seed of the bootstrap."""
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name)
+        check_run_name(self.name)
         if (self.generation is None) == (self.human is None):
             raise ValueError("give exactly one of generation=RUN or human=DATASET")
         try:
@@ -72,22 +72,13 @@ class EvaluateParams:
             raise ValueError("distinct: only for human=DATASET")
 
 
-def _generation_run(ctx: JobContext, name: str) -> Run:
-    run = get_run(ctx.db, name)
-    if run is None or run.kind not in GENERATION_KINDS:
-        raise EvaluationError(f"generation={name!r}: no generation or baseline run of that name")
-    return run
-
-
 def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
     split = None if params.split == "all" else params.split
     use_java = {"auto": None, "java": True, "python": False}[params.tokenizer]
     if use_java and not java_available():
         raise EvaluationError("tokenizer=java: Java is not installed; use tokenizer=python (METEOR needs Java)")
     if params.generation is not None:
-        source = _generation_run(ctx, params.generation)
-        if source.status != "complete":
-            raise EvaluationError(f"generation run {source.name!r} is {source.status}; finish it first")
+        source = finished_run(ctx, "generation", params.generation, GENERATION_KINDS, "generation or baseline", EvaluationError)
         gens = generations_of(ctx.db, source.id)
         images = {im.id: im for im in list_images(ctx.db, source.dataset_id or 0, split=split)}
         gens = [g for g in gens if g.image_id in images]
@@ -206,7 +197,7 @@ class ImportGenerationsParams:
     """Run name (default: the file's stem)."""
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name)
+        check_run_name(self.name)
 
 
 def import_generations(params: ImportGenerationsParams, ctx: JobContext) -> JobResult:

@@ -17,12 +17,11 @@ from typing import Literal
 import numpy as np
 
 from engine.datasets.errors import DatasetError
-from engine.errors import WorkbenchError
 from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run
 from engine.segmentation.errors import SegmentationError
-from engine.store.catalog import get_dataset, list_datasets, list_images
-from engine.store.models import Dataset
-from engine.store.runs import MaskRow, Run, add_masks, create_run, delete_run, get_run, masked_image_ids, set_run_status
+from engine.store.catalog import list_images
+from engine.store.runs import MaskRow, Run, add_masks, create_run, get_run, masked_image_ids, set_run_status
 
 ARCHITECTURES = (
     "deeplabv3", "deeplabv3plus", "dpt", "fpn", "linknet", "manet", "pan", "pspnet", "segformer", "unet",
@@ -33,35 +32,6 @@ ARCHITECTURES = (
 
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-
-
-def _check_run_name(name: str | None) -> None:
-    if name is not None and (not name or len(name) > 80 or any(c in name for c in "/\\\0") or name.startswith(".")):
-        raise ValueError(f"name={name!r}: a run name needs 1-80 characters, no slashes, not starting with '.'")
-
-
-def free_run_name(ctx: JobContext, name: str, kind: str) -> None:
-    """Let a re-run of the same kind replace its earlier run of that name.
-
-    :raises WorkbenchError: if the name belongs to a run of another kind
-    """
-    old = get_run(ctx.db, name)
-    if old is None:
-        return
-    if old.kind != kind:
-        raise WorkbenchError(f"name={name!r} is taken by a {old.kind} run; choose another name")
-    delete_run(ctx.db, old.id)
-
-
-def dataset_of_kind(ctx: JobContext, name: str, kind: str, hint: str) -> Dataset:
-    """The dataset called ``name``, which must be of ``kind``; the message lists the right ones."""
-    ds = get_dataset(ctx.db, name)
-    if ds is not None and ds.kind == kind:
-        return ds
-    have = ", ".join(d.name for d in list_datasets(ctx.db) if d.kind == kind) or "none yet"
-    if ds is None:
-        raise DatasetError(f"no dataset named {name!r} ({kind} datasets: {have}); {hint}")
-    raise DatasetError(f"{name!r} is a {ds.kind} dataset; this needs a {kind} dataset ({have}); {hint}")
 
 
 @dataclass(frozen=True)
@@ -104,7 +74,7 @@ class TrainSegmenterParams:
     """cpu, cuda, cuda:1 ... (default: cuda when available)."""
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name)
+        check_run_name(self.name)
         if self.arch.lower() not in ARCHITECTURES:
             raise ValueError(f"arch={self.arch!r}: not an smp architecture; valid: {', '.join(ARCHITECTURES)}")
         for field in ("epochs", "batch_size"):
@@ -218,7 +188,7 @@ class SegmentParams:
     """cpu, cuda, ... (default: cuda when available)."""
 
     def __post_init__(self) -> None:
-        _check_run_name(self.name)
+        check_run_name(self.name)
         if self.batch_size < 1:
             raise ValueError("batch_size: must be at least 1")
         if self.input_size < 0 or self.input_size % 32:
@@ -243,11 +213,8 @@ def segment(params: SegmentParams, ctx: JobContext) -> JobResult:
     from engine.training import device_for
 
     ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
-    seg_run = get_run(ctx.db, params.segmenter)
-    if seg_run is None or seg_run.kind != "segmenter":
-        raise SegmentationError(f"segmenter={params.segmenter!r}: no train-segmenter run of that name")
-    if seg_run.status != "complete":
-        raise SegmentationError(f"segmenter run {params.segmenter!r} is {seg_run.status}; finish (resume) its training first")
+    seg_run = finished_run(ctx, "segmenter", params.segmenter, ("segmenter",), "train-segmenter", SegmentationError,
+                           unfinished="finish (resume) its training first")
     device = device_for(params.device or None)
     model, model_params = load_checkpoint(Path(seg_run.artifact_dir or ctx.workspace.model_dir(seg_run.name)), device)
     ignore = model_params.get("ignore", [])
