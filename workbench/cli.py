@@ -586,6 +586,25 @@ def worker(
     typer.echo(f"runner stopped after starting {started} jobs")
 
 
+@app.command()
+@user_errors
+def tui(
+    screen: Annotated[str, typer.Option(help="Screen to open on: browse, review, jobs, runs.")] = "browse",
+    images: Annotated[str | None, typer.Option(help="How images are drawn: auto, tgp (kitty), sixel, halfcell, off (default from config.toml).")] = None,
+    reviewer: Annotated[str | None, typer.Option(help="Reviewer name for ratings (default: your OS user).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset to browse first (default: the first captioning dataset).")] = None,
+) -> None:
+    """Open the terminal workbench: Browse, Image, Review, Jobs, Runs, Export (`?` lists the keys)."""
+    _open_tui(start=screen, images=images, reviewer=reviewer, dataset=dataset)
+
+
+def _open_tui(**options: Any) -> None:
+    from workbench.app import make_app
+
+    _require_workspace()
+    make_app(State.workspace, **{k: v for k, v in options.items() if v is not None}).run()
+
+
 def demo_pipeline(fast: bool) -> list[tuple[str, dict[str, Any], str, list[str]]]:
     """(kind, params, run it makes, runs it waits for) for the whole pipeline on the synthetic world.
 
@@ -618,6 +637,7 @@ def demo(
     follow: Annotated[bool, typer.Option(help="Follow the queued pipeline until it ends (--no-follow returns at once).")] = True,
     fast: Annotated[bool, typer.Option(help="Train for a handful of steps only (a smoke test of the pipeline).")] = False,
     no_runner: Annotated[bool, typer.Option("--no-runner", help="Only queue the jobs; start `workbench worker` yourself.")] = False,
+    open_tui: Annotated[bool, typer.Option("--tui/--no-tui", help="Watch the pipeline in the TUI's Jobs screen (--no-tui: progress bars here, for scripts).")] = True,
 ) -> None:
     """Draw the synthetic world, ingest it, and queue the whole pipeline on it (segmenter, masks, compositions, captioner, captions, baseline, scores)."""
     import shutil
@@ -627,6 +647,7 @@ def demo(
     from engine.store.runs import delete_run, get_run
 
     ws = _require_workspace()
+    use_tui = open_tui and sys.stdin.isatty() and sys.stdout.isatty()
     typer.echo(f"workspace {ws.root.resolve()}")
     db = ws.open_db()
     steps = demo_pipeline(fast)
@@ -673,8 +694,11 @@ def demo(
 
         ensure_runner(ws)
         typer.echo("The jobs run in a detached runner: closing this terminal does not stop them; `workbench jobs list` shows them.")
-        if follow:
+        if follow and not use_tui:
             _follow(queued)
+    if follow and use_tui:
+        _open_tui(start="jobs")
+        return
     for run_name in ("eval.gen.cap.test", "eval.knn.compose.seg.synthetic.test"):
         run = get_run(db, run_name)
         if run is not None and run.status == "complete":

@@ -80,7 +80,7 @@ def start_detached(ws: Workspace) -> int:
     ws.logs_dir.mkdir(parents=True, exist_ok=True)
     log = open(ws.logs_dir / "runner.log", "ab")  # noqa: SIM115 (handed to the child)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "--workspace", str(ws.root), "worker", "--exit-when-idle"],
+        [sys.executable, "-m", "workbench.cli", "--workspace", str(ws.root.resolve()), "worker", "--exit-when-idle"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
     )
     log.close()
@@ -171,7 +171,7 @@ class Runner:
         return q.claim_next(db, take_gpu=take_gpu, take_cpu=take_cpu)
 
     def _start(self, db: Any, job: q.Job) -> None:
-        log_path = self.workspace.logs_dir / f"job-{job.id}.log"
+        log_path = (self.workspace.logs_dir / f"job-{job.id}.log").resolve()  # readable from any directory
         self.workspace.logs_dir.mkdir(parents=True, exist_ok=True)
         pid = os.fork()
         if pid == 0:  # the child: its own session, dies with the runner, runs the job, never returns

@@ -152,3 +152,6 @@ CREATE TABLE runners (
     heartbeat_at TEXT NOT NULL,
     stopped_at TEXT
 );
+CREATE INDEX generations_image ON generations(image_id);
+CREATE INDEX masks_image ON masks(image_id);
+CREATE INDEX compositions_image ON compositions(image_id);

@@ -1,0 +1,209 @@
+"""Read models for the front ends: the Browse list, one image with everything known about it,
+the review queue of a generation run, a run's loss curve.
+
+Each query answers one screen in one round trip, so the TUI stays responsive at RSICD size
+(10,921 images, 54,605 references) and never assembles results from many small queries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import sqlite_utils
+
+from engine.store.catalog import captions_for
+from engine.store.models import Caption, Image
+
+SORT_COLUMNS = ("filename", "split", "scene", "status", "rated", "score")
+"""Browse columns a list can be sorted by."""
+
+
+class BrowseRow(NamedTuple):
+    id: int
+    filename: str
+    split: str | None
+    scene: str | None
+    status: str
+    rated: int
+    score: float | None
+
+
+@dataclass(frozen=True)
+class BrowseQuery:
+    """What the Browse list shows: filters, the run whose ratings and scores fill the last two
+    columns, and the order."""
+
+    dataset_id: int
+    split: str | None = None
+    scene: str | None = None
+    status: str | None = None
+    rated: bool | None = None
+    reviewer: str = ""
+    generation_run_id: int | None = None
+    evaluation_run_id: int | None = None
+    metric: str = "CIDEr"
+    search: str = ""
+    sort: str = "filename"
+    descending: bool = False
+
+
+def fts_query(text: str) -> str:
+    """A user's search words as an FTS5 query: each word must occur (prefix match on the last
+    one, so results follow typing); FTS syntax characters are quoted away."""
+    words = [w.replace('"', '""') for w in text.split()]
+    if not words:
+        return ""
+    return " ".join(f'"{w}"' for w in words[:-1]) + (" " if len(words) > 1 else "") + f'"{words[-1]}"*'
+
+
+def browse_rows(db: sqlite_utils.Database, q: BrowseQuery) -> list[BrowseRow]:
+    """Every image of a dataset that passes the filters, in the asked order (unscored last)."""
+    if q.sort not in SORT_COLUMNS:
+        raise ValueError(f"sort: {q.sort!r} is not one of {', '.join(SORT_COLUMNS)}")
+    where = ["i.dataset_id = ?"]
+    args: list[Any] = []
+    if q.generation_run_id is not None:
+        rated = ("EXISTS (SELECT 1 FROM generations g JOIN ratings r ON r.generation_id = g.id"
+                 " WHERE g.image_id = i.id AND g.run_id = ? AND r.reviewer = ?)")
+        args += [q.generation_run_id, q.reviewer]
+    else:
+        rated = ("EXISTS (SELECT 1 FROM generations g JOIN ratings r ON r.generation_id = g.id"
+                 " WHERE g.image_id = i.id AND r.reviewer = ?)")
+        args.append(q.reviewer)
+    if q.evaluation_run_id is not None:
+        score = "(SELECT value FROM scores s WHERE s.run_id = ? AND s.image_id = i.id AND s.metric = ?)"
+        args += [q.evaluation_run_id, q.metric]
+    else:
+        score = "NULL"
+    args.append(q.dataset_id)
+    for column, value in (("split", q.split), ("scene", q.scene), ("status", q.status)):
+        if value is not None:
+            where.append(f"i.{column} = ?")
+            args.append(value)
+    match = fts_query(q.search)
+    if match:
+        where.append("i.id IN (SELECT c.image_id FROM captions_fts f JOIN captions c ON c.id = f.rowid WHERE captions_fts MATCH ?)")
+        args.append(match)
+    sql = (f"SELECT i.id, i.filename, i.split, i.scene, i.status, {rated} AS rated, {score} AS score"
+           f" FROM images i WHERE {' AND '.join(where)}")
+    if q.rated is not None:
+        sql = f"SELECT * FROM ({sql}) WHERE rated = ?"
+        args.append(int(q.rated))
+    order = "DESC" if q.descending else "ASC"
+    sql += f" ORDER BY ({q.sort} IS NULL), {q.sort} {order}, id {order}"
+    return [BrowseRow(*row) for row in db.conn.execute(sql, args)]
+
+
+def scenes_of(db: sqlite_utils.Database, dataset_id: int) -> list[str]:
+    return [r[0] for r in db.conn.execute(
+        "SELECT DISTINCT scene FROM images WHERE dataset_id = ? AND scene IS NOT NULL ORDER BY scene", [dataset_id])]
+
+
+@dataclass(frozen=True)
+class GenerationView:
+    generation_id: int
+    run: str
+    run_kind: str
+    text: str
+    evaluation: str | None
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ImageDetail:
+    """One image with its references, masks, newest composition and every run's caption."""
+
+    image: Image
+    root: str
+    references: list[Caption]
+    masks: list[tuple[str, str]]
+    """(segmentation run, mask path relative to the workspace), newest run first."""
+    composition_run: str | None
+    composition: dict[str, Any] | None
+    prompt: str | None
+    generations: list[GenerationView]
+
+
+def image_detail(db: sqlite_utils.Database, image_id: int) -> ImageDetail | None:
+    rows = list(db.query("SELECT i.*, d.root AS _root FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE i.id = ?", [image_id]))
+    if not rows:
+        return None
+    row = rows[0]
+    root = row.pop("_root")
+    masks = [(name, path) for name, path in db.conn.execute(
+        "SELECT r.name, m.path FROM masks m JOIN runs r ON r.id = m.run_id WHERE m.image_id = ? AND r.status = 'complete'"
+        " ORDER BY r.id DESC", [image_id])]
+    comp = db.conn.execute(
+        "SELECT r.name, c.data, c.prompt FROM compositions c JOIN runs r ON r.id = c.run_id"
+        " WHERE c.image_id = ? AND r.status = 'complete' ORDER BY r.id DESC LIMIT 1", [image_id]).fetchone()
+    generations = []
+    for gen_id, run_id, name, kind, text in db.conn.execute(
+        "SELECT g.id, r.id, r.name, r.kind, g.text FROM generations g JOIN runs r ON r.id = g.run_id"
+        " WHERE g.image_id = ? AND r.status = 'complete' ORDER BY r.id", [image_id]
+    ):
+        ev = db.conn.execute(
+            "SELECT id, name FROM runs WHERE kind = 'evaluation' AND parent_run_id = ? AND status = 'complete' ORDER BY id DESC LIMIT 1",
+            [run_id]).fetchone()
+        scores = dict(db.conn.execute("SELECT metric, value FROM scores WHERE run_id = ? AND image_id = ?", [ev[0], image_id])) if ev else {}
+        generations.append(GenerationView(gen_id, name, kind, text, ev[1] if ev else None, scores))
+    return ImageDetail(
+        image=Image(**row), root=root, references=captions_for(db, [image_id])[image_id], masks=masks,
+        composition_run=comp[0] if comp else None, composition=json.loads(comp[1]) if comp else None,
+        prompt=comp[2] if comp else None, generations=generations,
+    )
+
+
+class ReviewItem(NamedTuple):
+    generation_id: int
+    image_id: int
+    text: str
+    filename: str
+    scene: str | None
+    rating_id: int | None
+    score: int | None
+    flags: list[str]
+    note: str
+
+
+def review_queue(db: sqlite_utils.Database, run_id: int, reviewer: str) -> list[ReviewItem]:
+    """A generation run's captions, the ones this reviewer has not rated first, each with the
+    reviewer's current rating."""
+    rows = db.conn.execute(
+        "SELECT g.id, g.image_id, g.text, i.filename, i.scene, r.id, r.score, r.flags, r.note"
+        " FROM generations g JOIN images i ON i.id = g.image_id"
+        " LEFT JOIN ratings r ON r.id = (SELECT MAX(id) FROM ratings r2 WHERE r2.generation_id = g.id AND r2.reviewer = ?)"
+        " WHERE g.run_id = ? ORDER BY (r.id IS NOT NULL), g.image_id",
+        [reviewer, run_id],
+    )
+    return [ReviewItem(g, im, text, fn, scene, rid, score, json.loads(flags) if flags else [], note or "")
+            for g, im, text, fn, scene, rid, score, flags, note in rows]
+
+
+def current_rating(db: sqlite_utils.Database, generation_id: int, reviewer: str) -> tuple[int, int | None, list[str], str] | None:
+    """(rating id, score, flags, note) of a reviewer's current rating of one caption."""
+    row = db.conn.execute(
+        "SELECT id, score, flags, note FROM ratings WHERE generation_id = ? AND reviewer = ? ORDER BY id DESC LIMIT 1",
+        [generation_id, reviewer]).fetchone()
+    return (row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+
+def delete_rating(db: sqlite_utils.Database, rating_id: int, reviewer: str) -> bool:
+    """Undo: remove one of a reviewer's own rating rows, so the one before it is current again."""
+    with db.atomic():
+        cur = db.conn.execute("DELETE FROM ratings WHERE id = ? AND reviewer = ?", [rating_id, reviewer])
+    return cur.rowcount == 1
+
+
+def run_curve(db: sqlite_utils.Database, run_id: int) -> list[dict[str, float]]:
+    """The metrics a run's jobs reported while it trained (every attempt, in order)."""
+    return [json.loads(m) for (m,) in db.conn.execute(
+        "SELECT e.metrics FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE j.run_id = ? AND e.metrics != '{}'"
+        " ORDER BY e.id", [run_id])]
+
+
+def job_curve(db: sqlite_utils.Database, job_id: int) -> list[dict[str, float]]:
+    return [json.loads(m) for (m,) in db.conn.execute(
+        "SELECT metrics FROM job_events WHERE job_id = ? AND metrics != '{}' ORDER BY id", [job_id])]
+

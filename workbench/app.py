@@ -1,0 +1,130 @@
+"""The Textual workbench: one app, four modes (Browse, Review, Jobs, Runs), an Export modal.
+
+``make_app`` is the only way to build it, for ``workbench tui``, ``workbench demo`` and the
+tests alike. The app never runs heavy compute: it reads the store in thread workers and submits
+jobs to the durable queue (torch is never imported here).
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from engine.errors import WorkbenchError
+from engine.workspace import Workspace
+from workbench.screens.browse import BrowseScreen
+from workbench.screens.error import ErrorModal
+from workbench.screens.export import ExportModal
+from workbench.screens.help import HelpModal
+from workbench.screens.jobs import JobsScreen
+from workbench.screens.review import ReviewScreen
+from workbench.screens.runs import RunsScreen
+from workbench.session import IMAGES_MODES, ImagesMode, Session
+
+START_SCREENS = ("browse", "review", "jobs", "runs")
+
+
+class WorkbenchApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "rs-caption workbench"
+    ENABLE_COMMAND_PALETTE = True
+    MODES = {"browse": BrowseScreen, "review": ReviewScreen, "jobs": JobsScreen, "runs": RunsScreen}
+    BINDINGS = [  # help first: the footer cuts the last keys on a narrow terminal
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("b", "switch_mode('browse')", "Browse", id="browse"),
+        Binding("r", "switch_mode('review')", "Review", id="review"),
+        Binding("j", "switch_mode('jobs')", "Jobs", id="jobs"),
+        Binding("u", "switch_mode('runs')", "Runs", id="runs"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self, session: Session, start: str = "browse") -> None:
+        super().__init__()
+        self.session = session
+        self.start = start
+
+    def on_mount(self) -> None:
+        self.set_keymap(self.session.config.keys)
+        self.sub_title = f"{self.session.workspace.root}  ·  reviewer {self.session.reviewer}"
+        self.switch_mode(self.start)
+
+    def action_export(self) -> None:
+        query = getattr(self.screen, "export_defaults", None)
+        self.push_screen(ExportModal(**(query() if callable(query) else {})))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpModal(self.screen))
+
+    def show_error(self, message: str) -> None:
+        self.push_screen(ErrorModal(message))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Every key binding of the screen and the app, so the palette reaches every action."""
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(binding.description, f"{binding.action}  (key {key})",
+                                partial(self.call_later, self.run_action, binding.action, active.node))
+
+
+def known_actions() -> set[str]:
+    """Binding ids that ``[keys]`` in config.toml may remap."""
+    from textual.dom import DOMNode
+
+    ids: set[str] = set()
+    classes: list[type[DOMNode]] = [WorkbenchApp, *WorkbenchApp.MODES.values()]  # type: ignore[list-item]
+    from workbench.screens.image import ImageScreen
+    from workbench.widgets.image_list import ImageList
+
+    classes += [ImageScreen, ImageList]
+    for cls in classes:
+        for b in cls.BINDINGS:
+            if isinstance(b, Binding) and b.id:
+                ids.add(b.id)
+    return ids
+
+
+def make_app(
+    workspace: Workspace | Path | str,
+    *,
+    start: str = "browse",
+    images: str | None = None,
+    reviewer: str | None = None,
+    dataset: str | None = None,
+) -> WorkbenchApp:
+    """Build the workbench app on a workspace.
+
+    :raises WorkbenchError: for a missing workspace, a bad ``config.toml``, an unknown start
+        screen, drawing mode or key action
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
+    ws.open_db().close()  # migrates, and fails clearly when there is no workspace
+    config = ws.config()
+    mode = images or config.images
+    if mode not in IMAGES_MODES:
+        raise WorkbenchError(f"--images {mode!r}: choose one of {', '.join(IMAGES_MODES)}")
+    if start not in START_SCREENS:
+        raise WorkbenchError(f"start screen {start!r}: choose one of {', '.join(START_SCREENS)}")
+    unknown = sorted(set(config.keys) - known_actions())
+    if unknown:
+        raise WorkbenchError(f"{ws.config_path}: [keys] {unknown[0]!r} is not an action; actions: {', '.join(sorted(known_actions()))}")
+    session = Session(workspace=ws, config=config, reviewer=reviewer or getpass.getuser(), images=mode, dataset=dataset)  # type: ignore[arg-type]
+    if mode != "off":
+        # textual-image asks the terminal what it can draw when first imported; that must
+        # happen before Textual takes the terminal over.
+        import textual_image.widget  # noqa: F401
+    return WorkbenchApp(session, start=start)
+
+
+__all__ = ["ImagesMode", "WorkbenchApp", "make_app"]

@@ -1,0 +1,172 @@
+"""Browse: every image of a dataset, filtered, searched and sorted; enter opens one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from engine.store.views import SORT_COLUMNS, BrowseQuery, BrowseRow, browse_rows, scenes_of
+from workbench.screens.filters import Choices, FiltersModal, default_run
+from workbench.screens.image import ImageScreen
+from workbench.widgets.image_list import ImageList, header_text
+
+
+@dataclass
+class RowsLoaded(Message):
+    """A browse query's rows, read in a worker."""
+
+    query: BrowseQuery
+    rows: list[BrowseRow]
+    choices: Choices
+    token: int
+
+
+class BrowseScreen(Screen[None]):
+    """Browse every image of a dataset. Filter by split, scene, status and rating; search the
+    reference captions; sort by any column (score ascending finds the worst captions first);
+    enter opens the image with its mask, composition, references and every run's caption."""
+
+    BINDINGS = [
+        Binding("slash", "search", "Search", id="browse.search"),
+        Binding("f", "filters", "Filter", id="browse.filters"),
+        Binding("s", "sort", "Sort", id="browse.sort"),
+        Binding("o", "order", "Reverse", id="browse.order"),
+        Binding("escape", "leave_search", "List", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_state: BrowseQuery | None = None
+        self.choices: Choices | None = None
+        self.token = 0
+        """Counts loads; rows of an older load than the newest are dropped."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="browse-bar", classes="bar")
+        yield Input(placeholder="/ search the reference captions (words, prefix of the last)", id="search")
+        yield Static("", id="browse-header", classes="table-header")
+        yield ImageList(id="images")
+        yield Static("", id="browse-empty", classes="empty")
+        yield Footer(compact=True)
+
+    @property
+    def image_list(self) -> ImageList:
+        return self.query_one(ImageList)
+
+    def on_mount(self) -> None:
+        self.image_list.focus()
+        self.load(None)
+
+    def load(self, query: BrowseQuery | None, reset: bool = False) -> None:
+        """Show the rows of ``query`` (``reset``: a new dataset, so choose its newest run)."""
+        self.token += 1
+        if query is not None and not reset:
+            self.query_state = query
+            self.refresh_bar()
+        self.read_rows(query, reset, self.token)
+
+    @work(thread=True, group="browse-rows")
+    def read_rows(self, query: BrowseQuery | None, reset: bool, token: int) -> None:
+        session = self.app.session  # type: ignore[attr-defined]
+        db = session.db
+        choices = Choices.read(db, query.dataset_id if query else None, session.dataset)
+        if choices.dataset is None:
+            self.post_message(RowsLoaded(BrowseQuery(dataset_id=-1), [], choices, token))
+            return
+        if query is None or reset or query.dataset_id != choices.dataset.id:
+            run = default_run(choices.runs)
+            query = BrowseQuery(dataset_id=choices.dataset.id, reviewer=session.reviewer,
+                                generation_run_id=run.id if run else None, evaluation_run_id=choices.evaluation_of(run))
+        choices = replace(choices, scenes=scenes_of(db, choices.dataset.id))
+        self.post_message(RowsLoaded(query, browse_rows(db, query), choices, token))
+
+    def on_rows_loaded(self, message: RowsLoaded) -> None:
+        if message.token != self.token:
+            return
+        self.choices = message.choices
+        empty = self.query_one("#browse-empty", Static)
+        if message.choices.dataset is None:
+            empty.update("No captioning dataset in this workspace yet.\n\nIngest one with `workbench ingest captions PATH`,"
+                         " or run `workbench demo` to draw the synthetic world and run the pipeline on it (j: Jobs).")
+            self.set_class(True, "-empty")
+            return
+        self.set_class(False, "-empty")
+        old = self.image_list.current
+        self.query_state = message.query
+        self.image_list.set_rows(message.rows, keep_id=old.id if old else None)
+        self.refresh_bar()
+
+    def refresh_bar(self) -> None:
+        q, c = self.query_state, self.choices
+        if q is None or c is None or c.dataset is None:
+            return
+        run = c.run_name(q.generation_run_id)
+        parts = [c.dataset.name, f"split {q.split or 'all'}", f"scene {q.scene or 'all'}", f"status {q.status or 'all'}",
+                 "rated " + {None: "all", True: "yes", False: "no"}[q.rated],
+                 f"run {run}" + ("" if q.evaluation_run_id else " (not scored)") if run else "no generated captions yet"]
+        if q.search:
+            parts.append(f"search “{q.search}”")
+        self.query_one("#browse-bar", Static).update(f"{len(self.image_list.rows):,} images · " + " · ".join(parts))
+        width = self.image_list.scrollable_content_region.width or self.size.width - 2
+        self.query_one("#browse-header", Static).update(header_text(width, q.sort, q.descending, q.metric))
+
+    def on_resize(self) -> None:
+        self.refresh_bar()
+
+    def requery(self, **changes: Any) -> None:
+        if self.query_state is not None:
+            self.load(replace(self.query_state, **changes))
+
+    @on(Input.Changed, "#search")
+    def search_changed(self, event: Input.Changed) -> None:
+        self.requery(search=event.value)
+
+    @on(Input.Submitted, "#search")
+    def search_done(self) -> None:
+        self.image_list.focus()
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_leave_search(self) -> None:
+        self.image_list.focus()
+
+    def action_sort(self) -> None:
+        if self.query_state is not None:
+            i = SORT_COLUMNS.index(self.query_state.sort)
+            self.requery(sort=SORT_COLUMNS[(i + 1) % len(SORT_COLUMNS)])
+
+    def action_order(self) -> None:
+        if self.query_state is not None:
+            self.requery(descending=not self.query_state.descending)
+
+    def action_filters(self) -> None:
+        if self.query_state is None or self.choices is None or self.choices.dataset is None:
+            return
+
+        old = self.query_state.dataset_id
+
+        def apply(query: BrowseQuery | None) -> None:
+            if query is not None:
+                self.load(query, reset=query.dataset_id != old)
+
+        self.app.push_screen(FiltersModal(self.query_state, self.choices), apply)
+
+    @on(ImageList.Selected)
+    def open_image(self, event: ImageList.Selected) -> None:
+        ids = [r.id for r in self.image_list.rows]
+        self.app.push_screen(ImageScreen(ids, self.image_list.cursor))
+
+    def export_defaults(self) -> dict[str, Any]:
+        q, c = self.query_state, self.choices
+        if q is None or c is None:
+            return {}
+        return {"run": c.run_name(q.generation_run_id), "split": q.split or "all"}

@@ -1,0 +1,35 @@
+"""`?`: what the current screen is for and every key it and the app answer to."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+
+class HelpModal(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def __init__(self, screen: Screen[object]) -> None:
+        super().__init__()
+        self.about = (screen.__doc__ or "").strip()
+        table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
+        table.add_column(style="bold")
+        table.add_column()
+        seen = set()
+        for key, active in screen.active_bindings.items():
+            if active.binding.description and (active.binding.description, key) not in seen:
+                seen.add((active.binding.description, key))
+                table.add_row(self.app.get_key_display(active.binding), active.binding.description)
+        table.add_row("ctrl+p", "Command palette: every action by name")
+        self.keys = table
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog -wide"):
+            yield Static("Help", classes="dialog-title")
+            yield Static(self.about, id="help-about")
+            yield Static(self.keys, id="help-keys")
+            yield Static("Keys can be changed in config.toml, [keys] (see README). escape closes.", classes="hint")

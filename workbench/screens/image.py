@@ -1,0 +1,163 @@
+"""Image: one picture with its mask overlay and legend, composition, references and every run's
+caption with its scores; next/previous without leaving the screen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from engine.store.views import ImageDetail, image_detail
+from workbench.widgets.picture import Picture, group_colour
+
+SCORE_COLUMNS = ("Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+
+
+@dataclass
+class DetailLoaded(Message):
+    index: int
+    detail: ImageDetail | None
+
+
+def legend(groups: list[str], present: set[int] | None = None) -> Text:
+    """Colour swatches of the class groups (the mask's palette); absent groups dimmed."""
+    text = Text()
+    for i, name in enumerate(groups):
+        r, g, b = group_colour(i)
+        dim = present is not None and i not in present
+        text.append("██ ", style=f"rgb({r},{g},{b})")
+        text.append(name + "\n", style="dim" if dim else "")
+    return text
+
+
+def composition_table(data: dict[str, object]) -> Table:
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    for column, justify in (("class", "left"), ("area %", "right"), ("regions", "right"), ("centre", "right"), ("position", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for part in data.get("parts", []):  # type: ignore[attr-defined]
+        x, y = part["centre"]
+        table.add_row(part["name"], f"{part['area']:.1f}", str(part["regions"]), f"{x:.2f},{y:.2f}", part["position"] or "dominant")
+    return table
+
+
+def generations_table(detail: ImageDetail, blind: bool = False) -> Table:
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold", expand=True)
+    table.add_column("run" if not blind else "#", no_wrap=True)
+    table.add_column("caption", ratio=1)
+    for name in SCORE_COLUMNS:
+        table.add_column(name.replace("_", "-"), justify="right")
+    for k, gen in enumerate(detail.generations):
+        scores = [f"{gen.scores[m]:.2f}" if m in gen.scores else "" for m in SCORE_COLUMNS]
+        table.add_row(str(k + 1) if blind else gen.run, gen.text, *scores)
+    return table
+
+
+class ImageScreen(Screen[None]):
+    """One image: the picture (m cycles the mask overlay of each segmentation run), the class
+    legend, the composition and its prompt, the five references, and every run's caption with
+    its per-image scores. n / p (or → / ←) move through the list it was opened from."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="image.back"),
+        Binding("n,right", "step(1)", "Next", id="image.next"),
+        Binding("p,left", "step(-1)", "Previous", id="image.previous"),
+        Binding("m", "mask", "Mask", id="image.mask"),
+    ]
+
+    def __init__(self, image_ids: list[int], index: int) -> None:
+        super().__init__()
+        self.image_ids = image_ids
+        self.index = index
+        self.detail: ImageDetail | None = None
+        self.mask_choice = 0
+        """0: no overlay; k: the k-th segmentation run's mask."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="image-title", classes="bar")
+        with Horizontal(id="image-body"):
+            yield Picture(self.app.session.images, id="picture")  # type: ignore[attr-defined]
+            with VerticalScroll(id="image-info"):
+                yield Static("", id="image-legend")
+                yield Static("", id="image-composition")
+                yield Static("", id="image-references")
+                yield Static("", id="image-generations")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.load(self.index)
+
+    @work(thread=True, exclusive=True, group="image-detail")
+    def load(self, index: int) -> None:
+        self.post_message(DetailLoaded(index, image_detail(self.app.session.db, self.image_ids[index])))  # type: ignore[attr-defined]
+
+    def on_detail_loaded(self, message: DetailLoaded) -> None:
+        if message.index != self.index:
+            return
+        self.detail = message.detail
+        if self.detail is None:
+            self.query_one("#image-title", Static).update("this image is no longer in the store")
+            return
+        if self.mask_choice > len(self.detail.masks):
+            self.mask_choice = 0
+        self.show()
+
+    def show(self) -> None:
+        d = self.detail
+        if d is None:
+            return
+        im = d.image
+        groups = self.app.session.config.group_names  # type: ignore[attr-defined]
+        mask_run, mask_path = d.masks[self.mask_choice - 1] if self.mask_choice else (None, None)
+        size = f"{im.width}×{im.height}" if im.width else "size unknown"
+        overlay = f"mask {mask_run}" if mask_run else ("no mask yet (a `segment` job makes them)" if not d.masks else "m: mask overlay")
+        self.query_one("#image-title", Static).update(
+            f"{self.index + 1}/{len(self.image_ids)}  {im.filename} · {im.split or 'no split'} · {im.scene or 'no scene'} · "
+            f"{im.status}{' (' + im.status_detail + ')' if im.status_detail else ''} · {size} · {overlay}")
+        session = self.app.session  # type: ignore[attr-defined]
+        picture = self.query_one(Picture)
+        path = session.resolve(d.root, im.path) if im.status == "ok" else None
+        picture.show(path, session.workspace_file(mask_path) if mask_path else None,
+                     description=f"{session.resolve(d.root, im.path)}\n(images are off: --images auto shows them)"
+                     if im.status == "ok" else f"{im.status}: {im.status_detail or im.path}")
+        present = {p["index"] for p in d.composition["parts"]} if d.composition else None
+        self.query_one("#image-legend", Static).update(Group(Text("Class groups", style="bold"), legend(groups, present))
+                                                       if mask_run else "")
+        comp: RenderableType
+        if d.composition is not None:
+            comp = Group(Text(f"Composition ({d.composition_run})", style="bold"), composition_table(d.composition),
+                         Text("\nPrompt", style="bold"), Text(d.prompt or ""))
+        else:
+            comp = Text("No composition yet: a `compose` job makes one from masks.", style="italic")
+        self.query_one("#image-composition", Static).update(comp)
+        refs = Text("\nReferences\n", style="bold")
+        for c in d.references:
+            refs.append(f"{c.idx + 1}. {c.text}" + ("  (repeated)" if c.is_duplicate else "") + "\n", style="")
+        self.query_one("#image-references", Static).update(refs)
+        gens: RenderableType = (Group(Text("Generated captions", style="bold"), generations_table(d)) if d.generations
+                else Text("No generated captions yet: `generate` or `baseline-knn` jobs make them.", style="italic"))
+        self.query_one("#image-generations", Static).update(gens)
+
+    def action_step(self, delta: int) -> None:
+        new = self.index + delta
+        if 0 <= new < len(self.image_ids):
+            self.index = new
+            self.load(new)
+        else:
+            self.notify("first image of the list" if new < 0 else "last image of the list", timeout=1.5)
+
+    def action_mask(self) -> None:
+        if self.detail is None or not self.detail.masks:
+            self.notify("no mask for this image yet: a `segment` job makes them", timeout=3)
+            return
+        self.mask_choice = (self.mask_choice + 1) % (len(self.detail.masks) + 1)
+        self.show()

@@ -1,0 +1,260 @@
+"""Review: a run's generated captions, the ones I have not rated first; 1-5 rate and advance.
+
+Every key that changes a rating writes it at once (a new row; history is kept), so a dropped SSH
+connection loses nothing. Undo deletes the row this session wrote last, which makes the rating
+before it current again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Group
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from engine.store.results import add_rating, scores_of
+from engine.store.views import ImageDetail, ReviewItem, current_rating, delete_rating, image_detail, review_queue
+from workbench.screens.choose import ChooseModal
+from workbench.screens.filters import Choices, default_run
+from workbench.screens.prompt import PromptModal
+from workbench.widgets.picture import Picture
+
+FLAG_KEYS = {"h": "hallucinated object", "c": "wrong count", "w": "wrong position", "s": "wrong scene", "g": "grammar"}
+
+
+@dataclass
+class QueueLoaded(Message):
+    run: str
+    run_id: int | None
+    items: list[ReviewItem]
+    scores: dict[int, dict[str, float]]
+    runs: list[tuple[str, str]]
+
+
+@dataclass
+class ItemLoaded(Message):
+    index: int
+    detail: ImageDetail | None
+
+
+class ReviewScreen(Screen[None]):
+    """Rate generated captions: 1-5 rates and moves on; h c w s g toggle the flags hallucinated
+    object, wrong count, wrong position, wrong scene, grammar; n writes a note; u undoes; B hides
+    run names and scores (blind review); ← → move without rating; o picks the run. Captions I
+    have not rated come first. Each change is saved at once."""
+
+    BINDINGS = [
+        *[Binding(str(k), f"rate({k})", "Rate 1-5" if k == 1 else f"Rate {k}", show=k == 1, key_display="1-5" if k == 1 else None,
+                  id=f"review.rate{k}") for k in range(1, 6)],
+        *[Binding(key, f"flag('{key}')", flag.split()[-1], show=False, id=f"review.flag.{flag.split()[-1]}")
+          for key, flag in FLAG_KEYS.items()],
+        Binding("n", "note", "Note", id="review.note"),
+        Binding("u", "undo", "Undo", id="review.undo"),
+        Binding("B", "blind", "Blind", id="review.blind"),
+        Binding("right", "step(1)", "Next", show=False, id="review.next"),
+        Binding("left", "step(-1)", "Previous", show=False, id="review.previous"),
+        Binding("o", "choose_run", "Run", id="review.run"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_name = ""
+        self.run_id: int | None = None
+        self.items: list[ReviewItem] = []
+        self.scores: dict[int, dict[str, float]] = {}
+        self.runs: list[tuple[str, str]] = []
+        self.index = 0
+        self.blind = False
+        self.undo_stack: list[tuple[int, int]] = []
+        """(queue index, rating id) of each rating row this screen wrote."""
+        self.detail: ImageDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="review-bar", classes="bar")
+        with Horizontal(id="review-body"):
+            yield Picture(self.app.session.images, id="review-picture")  # type: ignore[attr-defined]
+            with VerticalScroll(id="review-info"):
+                yield Static("", id="review-caption")
+                yield Static("", id="review-state")
+                yield Static("", id="review-scores")
+                yield Static("", id="review-references")
+        yield Static("", id="review-empty", classes="empty")
+        yield Footer(compact=True)
+
+    @property
+    def session(self):  # type: ignore[no-untyped-def]
+        return self.app.session  # type: ignore[attr-defined]
+
+    def on_mount(self) -> None:
+        self.load_queue(None)
+
+    @work(thread=True, exclusive=True, group="review-queue")
+    def load_queue(self, run_name: str | None) -> None:
+        db = self.session.db
+        choices = Choices.read(db, None, self.session.dataset)
+        runs = [r for d in choices.datasets for r in Choices.read(db, d.id).runs]
+        run = next((r for r in runs if r.name == run_name), None) or (
+            default_run(choices.runs) if run_name is None else None) or default_run(runs)
+        if run is None:
+            self.post_message(QueueLoaded("", None, [], {}, []))
+            return
+        evaluation = choices.evaluations.get(run.id) or Choices.read(db, run.dataset_id).evaluations.get(run.id)
+        self.post_message(QueueLoaded(
+            run.name, run.id, review_queue(db, run.id, self.session.reviewer), scores_of(db, evaluation) if evaluation else {},
+            [(r.name, f"{r.name} ({r.kind})") for r in runs]))
+
+    def on_queue_loaded(self, message: QueueLoaded) -> None:
+        self.run_name, self.run_id, self.items, self.scores, self.runs = (
+            message.run, message.run_id, message.items, message.scores, message.runs)
+        self.index = 0
+        self.undo_stack.clear()
+        self.set_class(not self.items, "-empty")
+        if not self.items:
+            self.query_one("#review-empty", Static).update(
+                "Nothing to review yet: generated captions come from `generate` or `baseline-knn` jobs "
+                "(j: Jobs; `workbench demo` queues the whole pipeline).")
+            return
+        self.show_item()
+
+    @property
+    def item(self) -> ReviewItem | None:
+        return self.items[self.index] if 0 <= self.index < len(self.items) else None
+
+    def show_item(self) -> None:
+        self.refresh_text()
+        if self.item is not None:
+            self.load_item(self.index, self.item.image_id)
+
+    @work(thread=True, exclusive=True, group="review-item")
+    def load_item(self, index: int, image_id: int) -> None:
+        self.post_message(ItemLoaded(index, image_detail(self.session.db, image_id)))
+
+    def on_item_loaded(self, message: ItemLoaded) -> None:
+        if message.index != self.index or message.detail is None:
+            return
+        self.detail = d = message.detail
+        refs = Text("References\n", style="bold")
+        for c in d.references:
+            refs.append(f"{c.idx + 1}. {c.text}\n", style="")
+        self.query_one("#review-references", Static).update(refs)
+        ok = d.image.status == "ok"
+        self.query_one(Picture).show(self.session.resolve(d.root, d.image.path) if ok else None,
+                                     description=d.image.filename if ok else f"{d.image.status}: {d.image.filename}")
+
+    def refresh_text(self) -> None:
+        item = self.item
+        if item is None:
+            return
+        rated = sum(1 for i in self.items if i.rating_id is not None)
+        run = "(hidden: blind review)" if self.blind else self.run_name
+        self.query_one("#review-bar", Static).update(
+            f"{self.index + 1}/{len(self.items)} · run {run} · reviewer {self.session.reviewer} · "
+            f"rated {rated}/{len(self.items)}" + (" · blind" if self.blind else ""))
+        caption = Text()
+        caption.append(f"{item.filename}" + (f" · {item.scene}" if item.scene else "") + "\n", style="dim")
+        caption.append(item.text, style="bold")
+        self.query_one("#review-caption", Static).update(caption)
+        stars = "★" * (item.score or 0) + "☆" * (5 - (item.score or 0))
+        state = Text()
+        state.append(f"my rating  {stars}  {item.score or 'not rated'}\n")
+        state.append("flags      ")
+        for key, flag in FLAG_KEYS.items():
+            on = flag in item.flags
+            state.append(f"[{key}] {flag}", style="reverse" if on else "dim")
+            state.append("  ")
+        state.append(f"\nnote       {item.note or '(n to write one)'}\n")
+        self.query_one("#review-state", Static).update(state)
+        scores = self.scores.get(item.image_id, {})
+        self.query_one("#review-scores", Static).update(
+            "" if self.blind else Group(Text("Scores", style="bold"),
+                                        Text("  ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items())) or "not scored yet")))
+
+    def save(self, score: int | None, flags: list[str], note: str) -> bool:
+        """Write the current caption's rating now; False (with a message) when the store refused."""
+        item = self.item
+        if item is None:
+            return False
+        try:
+            rating = add_rating(self.session.db, item.generation_id, self.session.reviewer, score, flags, note)
+        except (ValueError, OSError) as exc:
+            self.app.show_error(f"rating not saved: {exc}")  # type: ignore[attr-defined]
+            return False
+        self.undo_stack.append((self.index, rating.id))
+        self.items[self.index] = item._replace(rating_id=rating.id, score=rating.score, flags=rating.flags, note=rating.note)
+        return True
+
+    def action_rate(self, score: int) -> None:
+        item = self.item
+        if item is not None and self.save(score, item.flags, item.note):
+            if self.index + 1 < len(self.items):
+                self.index += 1
+                self.show_item()
+            else:
+                self.refresh_text()
+                self.notify("that was the last caption of the queue", timeout=2)
+
+    def action_flag(self, key: str) -> None:
+        item = self.item
+        if item is None:
+            return
+        flag = FLAG_KEYS[key]
+        flags = [f for f in item.flags if f != flag] if flag in item.flags else [*item.flags, flag]
+        if self.save(item.score, flags, item.note):
+            self.refresh_text()
+
+    def action_note(self) -> None:
+        item = self.item
+        if item is None:
+            return
+
+        def done(note: str | None) -> None:
+            current = self.item
+            if note is not None and current is not None and current.generation_id == item.generation_id and self.save(
+                    current.score, current.flags, note):
+                self.refresh_text()
+
+        self.app.push_screen(PromptModal(f"Note on {item.filename}", item.note), done)
+
+    def action_undo(self) -> None:
+        if not self.undo_stack:
+            self.notify("nothing to undo in this session", timeout=2)
+            return
+        index, rating_id = self.undo_stack.pop()
+        item = self.items[index]
+        delete_rating(self.session.db, rating_id, self.session.reviewer)
+        now = current_rating(self.session.db, item.generation_id, self.session.reviewer)
+        rid, score, flags, note = now if now else (None, None, [], "")
+        self.items[index] = item._replace(rating_id=rid, score=score, flags=flags, note=note)
+        self.index = index
+        self.show_item()
+
+    def action_blind(self) -> None:
+        self.blind = not self.blind
+        self.refresh_text()
+
+    def action_step(self, delta: int) -> None:
+        if 0 <= self.index + delta < len(self.items):
+            self.index += delta
+            self.show_item()
+
+    def action_choose_run(self) -> None:
+        if not self.runs:
+            return
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.load_queue(name)
+
+        self.app.push_screen(ChooseModal("Review which run?", self.runs, self.run_name), chosen)
+
+    def export_defaults(self) -> dict[str, str]:
+        return {"run": self.run_name} if self.run_name else {}
+

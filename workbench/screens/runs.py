@@ -1,0 +1,259 @@
+"""Runs: every run with its params and metrics; scores with intervals and the per-scene table of
+an evaluation, per-class IoU and the confusion matrix of a segmenter, the loss curve of a training
+run, and the paired comparison of two evaluated runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Sparkline, Static
+
+from engine.store.runs import Run, list_runs
+from engine.store.views import run_curve
+
+METRIC_ORDER = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
+HEADLINE = ("miou", "pixel_accuracy", "Bleu_4", "CIDEr", "val_loss", "images")
+CURVE_KEYS = ("loss", "train_loss", "val_loss")
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
+                     for k in HEADLINE if k in metrics)
+
+
+def evaluation_view(m: dict[str, Any]) -> RenderableType:
+    """Corpus scores with 95% intervals, then the per-scene table."""
+    table = Table(box=None, header_style="bold", padding=(0, 1))
+    table.add_column("metric")
+    table.add_column("score", justify="right")
+    table.add_column(f"95% interval ({m.get('resamples', 0)} resamples)")
+    for name in METRIC_ORDER:
+        if name in m:
+            lo, hi = m.get("ci95", {}).get(name, (None, None))
+            table.add_row(name, f"{m[name]:.3f}", f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "")
+        elif name in m.get("unavailable", {}):
+            table.add_row(name, "n/a", str(m["unavailable"][name]))
+    parts: list[RenderableType] = [
+        Text(f"{m.get('images', '?')} images, tokenizer {m.get('tokenizer', '?')}"
+             + (", leave-one-out human level" if m.get("human") else ""), style="dim"), table]
+    scenes = m.get("per_scene", {})
+    if scenes:
+        cols = [c for c in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr") if c in m]
+        per = Table(box=None, header_style="bold", padding=(0, 1), title="per scene", title_justify="left")
+        per.add_column("scene")
+        per.add_column("images", justify="right")
+        for c in cols:
+            per.add_column(c, justify="right")
+        for scene, row in scenes.items():
+            per.add_row(scene, str(row["images"]), *(f"{row[c]:.3f}" for c in cols))
+        parts.append(per)
+    return Group(*parts)
+
+
+def segmenter_view(m: dict[str, Any]) -> RenderableType:
+    """Per-class IoU and the confusion matrix as row-normalised percentages (rows: truth)."""
+    parts: list[RenderableType] = []
+    iou = m.get("iou", {})
+    if iou:
+        t = Table(box=None, header_style="bold", padding=(0, 1), title="IoU per class", title_justify="left")
+        t.add_column("class")
+        t.add_column("IoU", justify="right")
+        for name, value in iou.items():
+            t.add_row(name, "–" if value is None else f"{value:.3f}")
+        parts.append(t)
+    cm, names = m.get("confusion"), m.get("class_names")
+    if cm and names:
+        t = Table(box=None, header_style="bold", padding=(0, 1), title="confusion, % of each true class (rows)", title_justify="left")
+        t.add_column("truth \\ predicted")
+        for n in names:
+            t.add_column(n[:5], justify="right")
+        for name, row in zip(names, cm, strict=False):
+            total = sum(row) or 1
+            t.add_row(name, *(f"{100 * v / total:.0f}" if v else "·" for v in row))
+        parts.append(t)
+    return Group(*parts)
+
+
+def other_metrics(m: dict[str, Any]) -> RenderableType:
+    skip = {"confusion", "class_names", "history", "iou", "per_scene", "ci95", "unavailable"}
+    t = Table(box=None, show_header=False, padding=(0, 1))
+    for key, value in m.items():
+        if key in skip or isinstance(value, dict | list):
+            continue
+        t.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return t
+
+
+@dataclass
+class RunsLoaded(Message):
+    runs: list[Run]
+
+
+@dataclass
+class CurveLoaded(Message):
+    run_id: int
+    name: str
+    values: list[float]
+
+
+@dataclass
+class Compared(Message):
+    text: RenderableType
+
+
+class RunsScreen(Screen[None]):
+    """Every run: params, metrics (with 95% intervals), per-scene scores, per-class IoU and
+    confusion matrix, loss curve. space marks a run as A; c compares the highlighted run (B) with
+    A by a paired bootstrap on the same images; g reloads."""
+
+    BINDINGS = [
+        Binding("space", "mark", "Mark A", id="runs.mark"),
+        Binding("c", "compare", "Compare", id="runs.compare"),
+        Binding("g", "reload", "Reload", id="runs.reload"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[Run] = []
+        self.marked: Run | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="runs-bar", classes="bar")
+        with Horizontal(id="runs-body"):
+            table: DataTable[str] = DataTable(id="runs-table", cursor_type="row")
+            table.add_columns("run", "kind", "status")
+            yield table
+            with VerticalScroll(id="run-detail"):
+                yield Static("", id="run-summary")
+                yield Static("", id="run-curve-label")
+                yield Sparkline([], id="run-curve")
+                yield Static("", id="run-metrics")
+                yield Static("", id="run-compare")
+        yield Static("", id="runs-empty", classes="empty")
+        yield Footer(compact=True)
+
+    @property
+    def table(self) -> DataTable[str]:
+        return self.query_one("#runs-table", DataTable)
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="runs")
+    def load(self) -> None:
+        self.post_message(RunsLoaded(list_runs(self.app.session.db)))  # type: ignore[attr-defined]
+
+    def on_runs_loaded(self, m: RunsLoaded) -> None:
+        self.runs = m.runs
+        table = self.table
+        table.clear()
+        for r in m.runs:
+            table.add_row(r.name, r.kind, r.status, key=str(r.id))
+        self.set_class(not m.runs, "-empty")
+        self.query_one("#runs-empty", Static).update("No runs yet: jobs make them (j: Jobs; `workbench demo` runs the pipeline).")
+        self.refresh_bar()
+        self.show_run()
+
+    def refresh_bar(self) -> None:
+        self.query_one("#runs-bar", Static).update(
+            f"{len(self.runs)} runs · " + (f"A = {self.marked.name} (c compares the highlighted run with it)" if self.marked
+                                            else "space marks a run A, c compares another with it"))
+
+    @property
+    def selected(self) -> Run | None:
+        row = self.table.cursor_row
+        return self.runs[row] if 0 <= row < len(self.runs) else None
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def show_run(self) -> None:
+        run = self.selected
+        if run is None:
+            return
+        head = Text()
+        head.append(f"{run.name}", style="bold")
+        head.append(f"  {run.kind} · {run.status} · created {run.created_at[:19]}\n")
+        if run.artifact_dir:
+            head.append(f"files  {run.artifact_dir}\n", style="dim")
+        head.append("params " + json.dumps(run.params, sort_keys=True)[:600], style="dim")
+        self.query_one("#run-summary", Static).update(head)
+        m = run.metrics
+        if run.kind == "evaluation":
+            body: RenderableType = evaluation_view(m)
+        elif run.kind == "segmenter":
+            body = Group(other_metrics(m), segmenter_view(m))
+        else:
+            body = other_metrics(m)
+        self.query_one("#run-metrics", Static).update(body)
+        self.query_one("#run-curve-label", Static).update(headline(m))
+        self.query_one("#run-curve", Sparkline).data = []
+        self.query_one("#run-curve").set_class(True, "-hidden")
+        if run.kind in ("segmenter", "captioner"):
+            self.load_curve(run)
+
+    @work(thread=True, exclusive=True, group="run-curve")
+    def load_curve(self, run: Run) -> None:
+        events = run_curve(self.app.session.db, run.id)  # type: ignore[attr-defined]
+        history = run.metrics.get("history") or []
+        source = events or [h for h in history if isinstance(h, dict)]
+        name = next((k for k in CURVE_KEYS if any(k in e for e in source)), "")
+        self.post_message(CurveLoaded(run.id, name, [e[name] for e in source if name in e and e[name] is not None]))
+
+    def on_curve_loaded(self, m: CurveLoaded) -> None:
+        run = self.selected
+        if run is None or run.id != m.run_id:
+            return
+        label = (f"{m.name}: {m.values[0]:.4g} → {m.values[-1]:.4g} over {len(m.values)} points (min {min(m.values):.4g})"
+                 if m.values else "no loss curve recorded")
+        self.query_one("#run-curve-label", Static).update(label)
+        self.query_one("#run-curve", Sparkline).data = m.values
+        self.query_one("#run-curve").set_class(not m.values, "-hidden")
+
+    def action_mark(self) -> None:
+        self.marked = self.selected
+        self.refresh_bar()
+
+    def action_compare(self) -> None:
+        a, b = self.marked, self.selected
+        if a is None or b is None or a.id == b.id:
+            self.notify("mark run A with space, then highlight another run B and press c", timeout=3)
+            return
+        self.query_one("#run-compare", Static).update(f"comparing {b.name} with {a.name} (paired bootstrap) …")
+        self.compare(a.name, b.name)
+
+    @work(thread=True, exclusive=True, group="compare")
+    def compare(self, a: str, b: str) -> None:
+        from engine.errors import WorkbenchError
+        from engine.jobs.compare import compare_runs
+
+        try:
+            result = compare_runs(self.app.session.workspace, a, b)  # type: ignore[attr-defined]
+        except WorkbenchError as exc:
+            self.post_message(Compared(Text(f"cannot compare: {exc}", style="bold")))
+            return
+        t = Table(box=None, header_style="bold", padding=(0, 1),
+                  title=f"{result.b} − {result.a}, {result.images} images, 1000 paired resamples", title_justify="left")
+        for col in ("metric", "A", "B", "B − A", "95% interval", "P(B ≤ A)"):
+            t.add_column(col, justify="left" if col == "metric" else "right")
+        for name, row in result.rows.items():
+            t.add_row(name, f"{row['a']:.3f}", f"{row['b']:.3f}", f"{row['difference']:+.3f}",
+                      f"[{row['low']:+.3f}, {row['high']:+.3f}]", f"{row['p_not_better']:.3f}")
+        self.post_message(Compared(t))
+
+    def on_compared(self, m: Compared) -> None:
+        self.query_one("#run-compare", Static).update(m.text)
