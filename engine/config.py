@@ -76,7 +76,7 @@ images = "auto"
 
 # ---------------------------------------------------------------------------------------------
 # Key bindings of the TUI: action = "key" (Textual key names, e.g. "ctrl+s", "f2").
-# Uncomment a line to change a key.
+# Uncomment a line to change a key; README.md ("The TUI") lists every action.
 # ---------------------------------------------------------------------------------------------
 [keys]
 # browse = "b"

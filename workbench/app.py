@@ -15,26 +15,40 @@ from pathlib import Path
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from engine.errors import WorkbenchError
 from engine.workspace import Workspace
-from workbench.screens.browse import BrowseScreen
-from workbench.screens.error import ErrorModal
-from workbench.screens.export import ExportModal
-from workbench.screens.help import HelpModal
-from workbench.screens.jobs import JobsScreen
-from workbench.screens.review import ReviewScreen
-from workbench.screens.runs import RunsScreen
+from workbench.screens.browse import BrowseScreen, read_browse
 from workbench.session import IMAGES_MODES, ImagesMode, Session
 
 START_SCREENS = ("browse", "review", "jobs", "runs")
+
+
+# The screens other than Browse are imported when first shown, to keep start-up short.
+def review_screen() -> Screen[None]:
+    from workbench.screens.review import ReviewScreen
+
+    return ReviewScreen()
+
+
+def jobs_screen() -> Screen[None]:
+    from workbench.screens.jobs import JobsScreen
+
+    return JobsScreen()
+
+
+def runs_screen() -> Screen[None]:
+    from workbench.screens.runs import RunsScreen
+
+    return RunsScreen()
 
 
 class WorkbenchApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "rs-caption workbench"
     ENABLE_COMMAND_PALETTE = True
-    MODES = {"browse": BrowseScreen, "review": ReviewScreen, "jobs": JobsScreen, "runs": RunsScreen}
+    MODES = {"browse": BrowseScreen, "review": review_screen, "jobs": jobs_screen, "runs": runs_screen}
     BINDINGS = [  # help first: the footer cuts the last keys on a narrow terminal
         Binding("question_mark", "help", "Help", id="help"),
         Binding("b", "switch_mode('browse')", "Browse", id="browse"),
@@ -52,26 +66,40 @@ class WorkbenchApp(App[None]):
 
     def on_mount(self) -> None:
         self.set_keymap(self.session.config.keys)
-        self.sub_title = f"{self.session.workspace.root}  ·  reviewer {self.session.reviewer}"
+        self.sub_title = f"{self.session.workspace.root.name}  ·  reviewer {self.session.reviewer}"
         self.switch_mode(self.start)
 
     def action_export(self) -> None:
+        from workbench.screens.export import ExportModal
+
         query = getattr(self.screen, "export_defaults", None)
         self.push_screen(ExportModal(**(query() if callable(query) else {})))
 
     def action_help(self) -> None:
+        from workbench.screens.help import HelpModal
+
         self.push_screen(HelpModal(self.screen))
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A reader that failed (a locked or corrupt store, a vanished file) gets an error modal;
+        the app keeps running."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.show_error(str(error) if isinstance(error, WorkbenchError) else f"{type(error).__name__}: {error}")
+
     def show_error(self, message: str) -> None:
+        from workbench.screens.error import ErrorModal
+
         self.push_screen(ErrorModal(message))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        """Every key binding of the screen and the app, so the palette reaches every action."""
+        """Every workbench action of the screen and the app (the bindings with an id, which are
+        also the ones config.toml can remap), so the palette reaches every action."""
         yield from super().get_system_commands(screen)
         seen = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
-            if not binding.description or binding.action in seen:
+            if not binding.id or not binding.description or binding.action in seen:
                 continue
             seen.add(binding.action)
             yield SystemCommand(binding.description, f"{binding.action}  (key {key})",
@@ -82,12 +110,14 @@ def known_actions() -> set[str]:
     """Binding ids that ``[keys]`` in config.toml may remap."""
     from textual.dom import DOMNode
 
-    ids: set[str] = set()
-    classes: list[type[DOMNode]] = [WorkbenchApp, *WorkbenchApp.MODES.values()]  # type: ignore[list-item]
     from workbench.screens.image import ImageScreen
+    from workbench.screens.jobs import JobsScreen
+    from workbench.screens.review import ReviewScreen
+    from workbench.screens.runs import RunsScreen
     from workbench.widgets.image_list import ImageList
 
-    classes += [ImageScreen, ImageList]
+    ids: set[str] = set()
+    classes: list[type[DOMNode]] = [WorkbenchApp, BrowseScreen, ReviewScreen, JobsScreen, RunsScreen, ImageScreen, ImageList]
     for cls in classes:
         for b in cls.BINDINGS:
             if isinstance(b, Binding) and b.id:
@@ -102,6 +132,7 @@ def make_app(
     images: str | None = None,
     reviewer: str | None = None,
     dataset: str | None = None,
+    start_runner: bool = True,
 ) -> WorkbenchApp:
     """Build the workbench app on a workspace.
 
@@ -116,14 +147,17 @@ def make_app(
         raise WorkbenchError(f"--images {mode!r}: choose one of {', '.join(IMAGES_MODES)}")
     if start not in START_SCREENS:
         raise WorkbenchError(f"start screen {start!r}: choose one of {', '.join(START_SCREENS)}")
-    unknown = sorted(set(config.keys) - known_actions())
+    unknown = sorted(set(config.keys) - known_actions()) if config.keys else []
     if unknown:
         raise WorkbenchError(f"{ws.config_path}: [keys] {unknown[0]!r} is not an action; actions: {', '.join(sorted(known_actions()))}")
-    session = Session(workspace=ws, config=config, reviewer=reviewer or getpass.getuser(), images=mode, dataset=dataset)  # type: ignore[arg-type]
-    if mode != "off":
+    session = Session(workspace=ws, config=config, reviewer=reviewer or getpass.getuser(), images=mode, dataset=dataset,  # type: ignore[arg-type]
+                      start_runner=start_runner)
+    if mode not in ("off", "halfcell"):
         # textual-image asks the terminal what it can draw when first imported; that must
         # happen before Textual takes the terminal over.
         import textual_image.widget  # noqa: F401
+    if start == "browse":
+        session.prefetch(read_browse)
     return WorkbenchApp(session, start=start)
 
 

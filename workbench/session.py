@@ -6,9 +6,11 @@ not be used by two threads at once).
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import sqlite_utils
 
@@ -28,7 +30,28 @@ class Session:
     images: ImagesMode
     dataset: str | None = None
     """Dataset the TUI opens on (default: the first captioning dataset)."""
+    start_runner: bool = True
+    """Start a detached runner when jobs wait and none is alive (tests switch it off)."""
     _local: threading.local = field(default_factory=threading.local, repr=False)
+    _prefetched: Future[Any] | None = field(default=None, repr=False)
+
+    def prefetch(self, read: Callable[[Session], Any]) -> None:
+        """Start ``read(self)`` in a thread now (while Textual starts up); the first screen takes
+        its result with :meth:`take_prefetched`."""
+        future: Future[Any] = Future()
+
+        def work() -> None:
+            try:
+                future.set_result(read(self))
+            except BaseException as exc:  # handed to the screen, which reports it
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name="prefetch", daemon=True).start()
+        self._prefetched = future
+
+    def take_prefetched(self) -> Future[Any] | None:
+        future, self._prefetched = self._prefetched, None
+        return future
 
     @property
     def db(self) -> sqlite_utils.Database:

@@ -15,6 +15,7 @@ from textual.widgets import Footer, Header, Input, Static
 from engine.store.views import SORT_COLUMNS, BrowseQuery, BrowseRow, browse_rows, scenes_of
 from workbench.screens.filters import Choices, FiltersModal, default_run
 from workbench.screens.image import ImageScreen
+from workbench.session import Session
 from workbench.widgets.image_list import ImageList, header_text
 
 
@@ -26,6 +27,21 @@ class RowsLoaded(Message):
     rows: list[BrowseRow]
     choices: Choices
     token: int
+
+
+def read_browse(session: Session, query: BrowseQuery | None = None, reset: bool = False) -> tuple[list[BrowseRow], BrowseQuery, Choices]:
+    """The rows ``query`` selects and what the filters can choose from; with no query (or
+    ``reset``), the chosen dataset with its newest run. Runs in a thread."""
+    db = session.db
+    choices = Choices.read(db, query.dataset_id if query else None, session.dataset)
+    if choices.dataset is None:
+        return [], BrowseQuery(dataset_id=-1), choices
+    if query is None or reset or query.dataset_id != choices.dataset.id:
+        run = default_run(choices.runs)
+        query = BrowseQuery(dataset_id=choices.dataset.id, reviewer=session.reviewer,
+                            generation_run_id=run.id if run else None, evaluation_run_id=choices.evaluation_of(run))
+    choices = replace(choices, scenes=scenes_of(db, choices.dataset.id))
+    return browse_rows(db, query), query, choices
 
 
 class BrowseScreen(Screen[None]):
@@ -73,20 +89,12 @@ class BrowseScreen(Screen[None]):
             self.refresh_bar()
         self.read_rows(query, reset, self.token)
 
-    @work(thread=True, group="browse-rows")
+    @work(thread=True, exit_on_error=False, group="browse-rows")
     def read_rows(self, query: BrowseQuery | None, reset: bool, token: int) -> None:
         session = self.app.session  # type: ignore[attr-defined]
-        db = session.db
-        choices = Choices.read(db, query.dataset_id if query else None, session.dataset)
-        if choices.dataset is None:
-            self.post_message(RowsLoaded(BrowseQuery(dataset_id=-1), [], choices, token))
-            return
-        if query is None or reset or query.dataset_id != choices.dataset.id:
-            run = default_run(choices.runs)
-            query = BrowseQuery(dataset_id=choices.dataset.id, reviewer=session.reviewer,
-                                generation_run_id=run.id if run else None, evaluation_run_id=choices.evaluation_of(run))
-        choices = replace(choices, scenes=scenes_of(db, choices.dataset.id))
-        self.post_message(RowsLoaded(query, browse_rows(db, query), choices, token))
+        first = session.take_prefetched() if query is None else None
+        rows, query, choices = first.result() if first is not None else read_browse(session, query, reset)
+        self.post_message(RowsLoaded(query, rows, choices, token))
 
     def on_rows_loaded(self, message: RowsLoaded) -> None:
         if message.token != self.token:
@@ -97,8 +105,10 @@ class BrowseScreen(Screen[None]):
             empty.update("No captioning dataset in this workspace yet.\n\nIngest one with `workbench ingest captions PATH`,"
                          " or run `workbench demo` to draw the synthetic world and run the pipeline on it (j: Jobs).")
             self.set_class(True, "-empty")
+            self.query_one("#search", Input).disabled = True  # hidden: it must not take the keys
             return
         self.set_class(False, "-empty")
+        self.query_one("#search", Input).disabled = False
         old = self.image_list.current
         self.query_state = message.query
         self.image_list.set_rows(message.rows, keep_id=old.id if old else None)

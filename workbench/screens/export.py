@@ -101,7 +101,7 @@ class ExportModal(ModalScreen[str | None]):
         self.query_one("#export-error", Static).update("writing …")
         self.write(str(self.query_one("#export-run", Select).value), fmt, str(self.query_one("#export-split", Select).value), str(path), force)
 
-    @work(thread=True, exclusive=True, group="export")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="export")
     def write(self, run: str, fmt: str, split: str, path: str, force: bool) -> None:
         from engine.errors import WorkbenchError
         from engine.jobs.foreground import run_foreground

@@ -96,7 +96,7 @@ class ImageScreen(Screen[None]):
     def on_mount(self) -> None:
         self.load(self.index)
 
-    @work(thread=True, exclusive=True, group="image-detail")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="image-detail")
     def load(self, index: int) -> None:
         self.post_message(DetailLoaded(index, image_detail(self.app.session.db, self.image_ids[index])))  # type: ignore[attr-defined]
 

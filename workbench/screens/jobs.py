@@ -65,6 +65,8 @@ class JobsScreen(Screen[None]):
         self.jobs: list[q.Job] = []
         self.log_job: int | None = None
         self.log_offset = 0
+        self.select_next: int | None = None
+        """A job just queued here: the cursor moves to it once it is listed."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -96,7 +98,7 @@ class JobsScreen(Screen[None]):
         job = self.selected
         self.read(job.id if job else None, job.log_path if job else None, self.log_job, self.log_offset, ensure)
 
-    @work(thread=True, exclusive=True, group="jobs-poll")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="jobs-poll")
     def read(self, job_id: int | None, log_path: str | None, log_job: int | None, offset: int, ensure: bool) -> None:
         session = self.app.session  # type: ignore[attr-defined]
         db = session.db
@@ -104,7 +106,7 @@ class JobsScreen(Screen[None]):
         from engine.jobs.runner import ensure_runner, runner_alive
 
         started = False
-        if ensure and any(j.status == "queued" for j in jobs):
+        if ensure and session.start_runner and any(j.status == "queued" for j in jobs):
             started = ensure_runner(session.workspace)
         alive = started or runner_alive(session.workspace)
         if job_id is None and jobs:
@@ -132,8 +134,10 @@ class JobsScreen(Screen[None]):
             table.clear()
             for key, row in zip(keys, rows, strict=True):
                 table.add_row(*row, key=key)
-            if selected is not None and str(selected.id) in keys:
-                table.move_cursor(row=keys.index(str(selected.id)))
+            wanted = str(self.select_next) if self.select_next is not None else str(selected.id) if selected else None
+            if wanted in keys:
+                table.move_cursor(row=keys.index(wanted))
+                self.select_next = None
         self.jobs = m.jobs
         queued = sum(j.status == "queued" for j in m.jobs)
         running = sum(j.status == "running" for j in m.jobs)
@@ -172,6 +176,7 @@ class JobsScreen(Screen[None]):
         def queued(job_id: int | None) -> None:
             if job_id is not None:
                 self.notify(f"queued job #{job_id}; a runner serves it", timeout=3)
+                self.select_next = job_id
                 self.poll()
 
         self.app.push_screen(SubmitModal(), queued)
@@ -198,6 +203,7 @@ class JobsScreen(Screen[None]):
             self.notify(str(exc), severity="warning")
             return
         self.notify(f"#{job.id} queued again as #{new}", timeout=3)
+        self.select_next = new
         self.poll(True)
 
 

@@ -96,7 +96,7 @@ class ReviewScreen(Screen[None]):
     def on_mount(self) -> None:
         self.load_queue(None)
 
-    @work(thread=True, exclusive=True, group="review-queue")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="review-queue")
     def load_queue(self, run_name: str | None) -> None:
         db = self.session.db
         choices = Choices.read(db, None, self.session.dataset)
@@ -133,7 +133,7 @@ class ReviewScreen(Screen[None]):
         if self.item is not None:
             self.load_item(self.index, self.item.image_id)
 
-    @work(thread=True, exclusive=True, group="review-item")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="review-item")
     def load_item(self, index: int, image_id: int) -> None:
         self.post_message(ItemLoaded(index, image_detail(self.session.db, image_id)))
 

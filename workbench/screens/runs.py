@@ -155,7 +155,7 @@ class RunsScreen(Screen[None]):
     def action_reload(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="runs")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="runs")
     def load(self) -> None:
         self.post_message(RunsLoaded(list_runs(self.app.session.db)))  # type: ignore[attr-defined]
 
@@ -206,7 +206,7 @@ class RunsScreen(Screen[None]):
         if run.kind in ("segmenter", "captioner"):
             self.load_curve(run)
 
-    @work(thread=True, exclusive=True, group="run-curve")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="run-curve")
     def load_curve(self, run: Run) -> None:
         events = run_curve(self.app.session.db, run.id)  # type: ignore[attr-defined]
         history = run.metrics.get("history") or []
@@ -236,7 +236,7 @@ class RunsScreen(Screen[None]):
         self.query_one("#run-compare", Static).update(f"comparing {b.name} with {a.name} (paired bootstrap) …")
         self.compare(a.name, b.name)
 
-    @work(thread=True, exclusive=True, group="compare")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="compare")
     def compare(self, a: str, b: str) -> None:
         from engine.errors import WorkbenchError
         from engine.jobs.compare import compare_runs

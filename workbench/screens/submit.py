@@ -87,7 +87,8 @@ class SubmitModal(ModalScreen[int | None]):
             err.update("")  # type: ignore[attr-defined]
         try:
             get_kind(self.kind).parse(raw)
-            job_id = submit(self.app.session.workspace, self.kind, raw)  # type: ignore[attr-defined]
+            session = self.app.session  # type: ignore[attr-defined]
+            job_id = submit(session.workspace, self.kind, raw, start_runner=session.start_runner)
         except (WorkbenchError, ValueError) as exc:
             message = str(exc)
             names = [n for n, *_ in describe_params(get_kind(self.kind).params)]

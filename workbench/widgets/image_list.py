@@ -109,12 +109,10 @@ class ImageList(ScrollView, can_focus=True):
             self.scroll_to(y=new, animate=False, immediate=True)
         elif new >= top + height:
             self.scroll_to(y=new - height + 1, animate=False, immediate=True)
-        self.refresh_line_of(old)
-        self.refresh_line_of(new)
+        self.refresh_lines(old)  # list coordinates: ScrollView subtracts the scroll offset
+        self.refresh_lines(new)
         self.post_message(self.Highlighted(self.current))
 
-    def refresh_line_of(self, index: int) -> None:
-        self.refresh_lines(index - round(self.scroll_offset.y), 1)
 
     def action_move(self, delta: int) -> None:
         self.cursor += delta

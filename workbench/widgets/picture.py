@@ -16,6 +16,8 @@ from textual.containers import Container
 from textual.message import Message
 from textual.widgets import Static
 
+from workbench.widgets.halfblocks import HalfBlocks
+
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
@@ -44,12 +46,16 @@ def group_colour(index: int) -> tuple[int, int, int]:
 
 
 def widget_class(mode: ImagesMode) -> Any:
-    """The textual-image widget for a drawing mode (None for ``off``)."""
+    """The widget that draws pictures in a mode (None for ``off``): textual-image's for the
+    graphics protocols, our cached half blocks where the terminal has none."""
     if mode == "off":
         return None
+    if mode == "halfcell":
+        return HalfBlocks
     from textual_image import widget as tiw
 
-    return {"auto": tiw.Image, "tgp": tiw.TGPImage, "sixel": tiw.SixelImage, "halfcell": tiw.HalfcellImage}[mode]
+    chosen = {"auto": tiw.Image, "tgp": tiw.TGPImage, "sixel": tiw.SixelImage}[mode]
+    return HalfBlocks if chosen in (tiw.HalfcellImage, tiw.UnicodeImage) else chosen
 
 
 def load_picture(path: Path, mask: Path | None, alpha: float = 0.5) -> PILImage:
@@ -88,6 +94,8 @@ class Picture(Container):
         super().__init__(id=id)
         self.mode = mode
         self._token = 0
+        self.drawn = -1
+        """Token of the picture on screen: equal to ``_token`` once the newest request is drawn."""
         self._widget_class = widget_class(mode)
 
     def compose(self) -> ComposeResult:
@@ -102,10 +110,11 @@ class Picture(Container):
         if path is None or self._widget_class is None:
             text.update(description or "no image")
             self.set_class(True, "-text-only")
+            self.drawn = self._token
             return
         self._load(self._token, path, mask)
 
-    @work(thread=True, exclusive=True, group="picture")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="picture")
     def _load(self, token: int, path: Path, mask: Path | None) -> None:
         try:
             self.post_message(self.Loaded(token, load_picture(path, mask)))
@@ -119,3 +128,4 @@ class Picture(Container):
         self.query_one("#picture-text", Static).update(message.error)
         self.set_class(bool(message.error), "-text-only")
         self.query_one("#picture-image").image = message.image  # type: ignore[attr-defined]
+        self.drawn = message.token

@@ -1,0 +1,371 @@
+"""The TUI driven headless through Pilot, on the small workspace of conftest.py."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.widgets import Input, Select, Static
+
+from engine.errors import WorkbenchError
+from engine.store.catalog import captions_for
+from engine.workspace import Workspace
+from tests.workbench.conftest import rating_rows
+from workbench.app import make_app
+from workbench.screens.browse import BrowseScreen
+from workbench.screens.confirm import ConfirmModal
+from workbench.screens.export import ExportModal
+from workbench.screens.filters import FiltersModal
+from workbench.screens.help import HelpModal
+from workbench.screens.image import ImageScreen
+from workbench.screens.jobs import JobsScreen
+from workbench.screens.review import ReviewScreen
+from workbench.screens.runs import RunsScreen
+from workbench.screens.submit import SubmitModal, field_at_fault
+
+SIZE = (120, 36)
+
+
+def app_for(ws: Workspace, **kw: object):  # type: ignore[no-untyped-def]
+    return make_app(ws, images="halfcell", reviewer=str(kw.pop("reviewer", "alice")), start_runner=False, **kw)  # type: ignore[arg-type]
+
+
+def text_of(screen: object, selector: str) -> str:
+    """The plain text of what a Static shows (strings and Rich renderables alike)."""
+    content = screen.query_one(selector, Static).content  # type: ignore[attr-defined]
+    if isinstance(content, str):
+        return content
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(content)
+    return console.export_text()
+
+
+async def test_browse_filter_search_sort(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    app = app_for(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, BrowseScreen)
+        rows = screen.image_list.rows
+        assert len(rows) == 30 and [r.filename for r in rows] == sorted(r.filename for r in rows)
+        assert "30 images · syn" in text_of(screen, "#browse-bar") and "run constant" in text_of(screen, "#browse-bar")
+
+        await pilot.press("f")
+        assert isinstance(app.screen, FiltersModal)
+        app.screen.query_one("#filter-split", Select).value = "test"
+        app.screen.query_one("#filter-run", Select).value = next(r.id for r in screen.choices.runs if r.name == "first")  # type: ignore[union-attr]
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        rows = screen.image_list.rows
+        assert rows and all(r.split == "test" for r in rows) and len(rows) < 30
+        assert all(r.score is not None for r in rows)
+
+        for _ in range(5):  # filename -> split -> scene -> status -> rated -> score
+            await pilot.press("s")
+        await settle(pilot)
+        scores = [r.score for r in screen.image_list.rows]
+        assert screen.query_state.sort == "score" and scores == sorted(scores)  # type: ignore[union-attr]
+        await pilot.press("o")
+        await settle(pilot)
+        assert [r.score for r in screen.image_list.rows] == sorted(scores, reverse=True)
+
+        await pilot.press("slash")
+        await pilot.press(*"farm")
+        await settle(pilot)
+        found = screen.image_list.rows
+        assert found and all(r.split == "test" for r in found)
+        db = tui_ws.open_db()
+        refs = captions_for(db, [r.id for r in found])
+        db.close()
+        assert all(any(w.startswith("farm") for c in refs[r.id] for w in c.text.split()) for r in found)
+        await pilot.press("escape")
+        assert screen.image_list.has_focus
+
+
+async def test_cursor_move_repaints_the_two_rows_it_touches_after_scrolling(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    app = app_for(tui_ws)
+    async with app.run_test(size=(120, 16)) as pilot:
+        await settle(pilot)
+        image_list = app.screen.image_list  # type: ignore[attr-defined]
+        await pilot.press("pagedown", "pagedown")
+        await settle(pilot)
+        top = round(image_list.scroll_offset.y)
+        assert top > 0
+        regions = []
+        original = image_list.refresh
+        image_list.refresh = lambda *r, **kw: (regions.extend(r), original(*r, **kw))[1]
+        cursor = image_list.cursor
+        await pilot.press("up")
+        assert image_list.cursor == cursor - 1 and round(image_list.scroll_offset.y) == top
+        assert sorted(r.y for r in regions) == [cursor - 1 - top, cursor - top]  # widget lines, not list rows
+
+
+async def test_image_screen_next_previous_mask(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    app = app_for(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        first = app.screen.image_list.rows[0].filename  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ImageScreen)
+        assert first in text_of(screen, "#image-title") and "m: mask overlay" in text_of(screen, "#image-title")
+        assert "Composition (compose.gt)" in text_of(screen, "#image-composition")
+        refs = text_of(screen, "#image-references")
+        assert refs.count("\n") >= 5
+        await pilot.press("m")
+        await settle(pilot)
+        assert "mask gt-masks" in text_of(screen, "#image-title") and "Vegetation" in text_of(screen, "#image-legend")
+        await pilot.press("n")
+        await settle(pilot)
+        assert screen.index == 1 and "2/30" in text_of(screen, "#image-title")
+        await pilot.press("p", "p")
+        await settle(pilot)
+        assert screen.index == 0
+        await pilot.press("escape")
+        assert isinstance(app.screen, BrowseScreen)
+
+
+async def test_review_rate_advance_undo_flags_note_blind(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    app = app_for(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ReviewScreen) and screen.run_name == "constant" and len(screen.items) == 30
+        first, second = screen.items[0], screen.items[1]
+        await pilot.press("4")
+        assert screen.index == 1 and "rated 1/30" in text_of(screen, "#review-bar")
+        rows = rating_rows(tui_ws)
+        assert [(r["generation_id"], r["reviewer"], r["score"]) for r in rows] == [(first.generation_id, "alice", 4)]
+
+        await pilot.press("h", "c")
+        await pilot.press("n")
+        await pilot.press(*"too vague", "enter")
+        await settle(pilot)
+        last = rating_rows(tui_ws)[-1]
+        assert last["generation_id"] == second.generation_id and last["score"] is None
+        assert json.loads(last["flags"]) == ["hallucinated object", "wrong count"] and last["note"] == "too vague"
+        await pilot.press("2")
+        last = rating_rows(tui_ws)[-1]
+        assert (last["score"], last["note"]) == (2, "too vague") and screen.index == 2
+
+        await pilot.press("u")  # back to the second caption, its score gone, flags and note kept
+        assert screen.index == 1 and screen.items[1].score is None and screen.items[1].note == "too vague"
+        for _ in range(3):  # the note, then each flag
+            await pilot.press("u")
+        assert screen.index == 1 and screen.items[1].rating_id is None and screen.items[0].score == 4
+        await pilot.press("u")
+        assert screen.index == 0 and screen.items[0].rating_id is None and rating_rows(tui_ws) == []
+
+        assert "constant" in text_of(screen, "#review-bar") and "CIDEr" in text_of(screen, "#review-scores")
+        await pilot.press("B")
+        assert "constant" not in text_of(screen, "#review-bar") and "hidden" in text_of(screen, "#review-bar")
+        assert text_of(screen, "#review-scores") == ""
+
+
+async def test_review_queue_puts_my_unrated_first_and_can_switch_runs(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    app = app_for(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await settle(pilot)
+        await pilot.press("5", "5")
+    app = app_for(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await settle(pilot)
+        screen = app.screen
+        assert screen.items[0].rating_id is None and screen.items[-1].score == 5  # type: ignore[attr-defined]
+        assert "rated 2/30" in text_of(screen, "#review-bar")
+        await pilot.press("o")
+        await pilot.press("home", "enter")  # runs are listed oldest first: "first"
+        await settle(pilot)
+        assert screen.run_name == "first"  # type: ignore[attr-defined]
+
+
+async def test_two_reviewers_rating_at_once_lose_nothing(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    async def rate(reviewer: str, keys: str) -> None:
+        app = app_for(tui_ws, reviewer=reviewer)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("r")
+            await settle(pilot)
+            for key in keys:
+                await pilot.press(key)
+
+    await asyncio.gather(rate("alice", "12345" * 4), rate("bob", "54321" * 4))
+    rows = rating_rows(tui_ws)
+    assert len(rows) == 40
+    for reviewer, pattern in (("alice", "12345"), ("bob", "54321")):
+        mine = [r for r in rows if r["reviewer"] == reviewer]
+        assert [r["score"] for r in mine] == [int(k) for k in pattern * 4]
+        assert len({r["generation_id"] for r in mine}) == 20
+
+
+async def test_jobs_list_submit_with_bad_field_then_cancel(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(tui_ws, images="off", start="jobs", start_runner=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, JobsScreen)
+        assert [j.status for j in screen.jobs] == ["queued", "succeeded"]
+        assert "0 running · 1 queued" in text_of(screen, "#jobs-bar")
+        await pilot.press("down")
+        await settle(pilot)
+        assert "loss 2.2" in text_of(screen, "#job-detail")
+        assert "epoch 1 loss 2.5" in "\n".join(screen.query_one("#job-log").lines)  # type: ignore[attr-defined]
+
+        await pilot.press("n")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, SubmitModal) and modal.kind == "evaluate"
+        modal.query_one("#param-generation", Input).value = "first"
+        modal.query_one("#param-resamples", Input).value = "many"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, SubmitModal)
+        assert "must be a whole number" in text_of(modal, "#error-resamples")
+        modal.query_one("#param-resamples", Input).value = "100"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, JobsScreen)
+        assert [j.status for j in screen.jobs] == ["queued", "queued", "succeeded"]
+        assert screen.jobs[0].params["resamples"] == 100
+
+        new = screen.jobs[0].id
+        assert screen.selected is not None and screen.selected.id == new  # the cursor follows the new job
+        await pilot.press("c")
+        await settle(pilot)
+        assert [j.status for j in screen.jobs][:2] == ["cancelled", "queued"]
+        await pilot.press("t")
+        await settle(pilot)
+        assert screen.jobs[0].status == "queued" and screen.jobs[0].retry_of == new and screen.selected.id == screen.jobs[0].id
+        await pilot.press("down", "down", "down", "c")  # a finished job cannot be cancelled: said, nothing changes
+        await settle(pilot)
+        assert screen.jobs[-1].status == "succeeded" and any("already succeeded" in n.message for n in app._notifications)  # type: ignore[attr-defined]
+
+
+def test_field_at_fault_reads_the_param_name() -> None:
+    names = ["generation", "resamples", "split"]
+    assert field_at_fault("evaluate: resamples='x': must be a whole number", names) == "resamples"
+    assert field_at_fault("evaluate: missing parameter generation (give it as --param generation=...)", names) == "generation"
+    assert field_at_fault("something else", names) is None
+
+
+async def test_runs_metrics_confusion_curve_and_compare(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(tui_ws, images="off", start="runs", start_runner=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        names = [r.name for r in screen.runs]
+        evaluation = names.index("eval.first")
+        await pilot.press(*["down"] * evaluation)
+        await settle(pilot)
+        metrics = text_of(screen, "#run-metrics")
+        assert "CIDEr" in metrics and "95% interval" in metrics and "per scene" in metrics
+        await pilot.press("space")
+        await pilot.press(*["down"] * (names.index("eval.constant") - evaluation), "c")
+        await settle(pilot)
+        compare = text_of(screen, "#run-compare")
+        assert "eval.constant − eval.first" in compare and "P(B ≤ A)" in compare
+        await pilot.press(*["down"] * (names.index("seg") - names.index("eval.constant")))
+        await settle(pilot)
+        assert "confusion" in text_of(screen, "#run-metrics")
+        assert "loss: 3 → 2.2 over 5 points" in text_of(screen, "#run-curve-label")
+        assert list(screen.query_one("#run-curve").data) == pytest.approx([3.0, 2.8, 2.6, 2.4, 2.2])  # type: ignore[attr-defined]
+
+
+async def test_export_asks_before_overwriting(tui_ws: Workspace, tmp_path: Path, settle) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out.jsonl"
+    out.write_text("old")
+    app = app_for(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("e")
+        modal = app.screen
+        assert isinstance(modal, ExportModal)
+        assert modal.query_one("#export-run", Select).value == "constant"
+        modal.query_one("#export-path", Input).value = str(out)
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        assert out.read_text() == "old" and isinstance(app.screen, ExportModal)
+        await pilot.press("ctrl+s")
+        await pilot.press("y")
+        await settle(pilot)
+        assert not isinstance(app.screen, ExportModal)
+        lines = out.read_text().splitlines()
+        assert len(lines) == 30 and json.loads(lines[0])["caption"] == "a piece of green land"
+
+
+async def test_help_palette_and_empty_workspace(workspace: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(workspace, images="off", start_runner=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert "No captioning dataset" in text_of(app.screen, "#browse-empty")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpModal)
+        assert "Filter" in text_of(app.screen, "#help-keys")
+        await pilot.press("escape")
+        await settle(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Filter", "Sort", "Review", "Jobs", "Export"} <= set(titles)
+        for key, screen in (("r", "#review-empty"), ("j", "#jobs-empty"), ("u", "#runs-empty")):
+            await pilot.press(key)
+            await settle(pilot)
+            assert "yet" in text_of(app.screen, screen)
+
+
+async def test_keys_are_remapped_from_config(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    config = tui_ws.config_path
+    config.write_text(config.read_text().replace("# review = \"r\"", "review = \"f5\""))
+    app = app_for(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f5")
+        assert isinstance(app.screen, ReviewScreen)
+    text = config.read_text().replace("[keys]", "[keys]\nfly = \"x\"")
+    config.write_text(text)
+    with pytest.raises(WorkbenchError, match=r"\[keys\] 'fly' is not an action"):
+        app_for(tui_ws)
+
+
+def test_bad_options_are_one_line_errors(tui_ws: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(WorkbenchError, match="--images 'kitty'"):
+        make_app(tui_ws, images="kitty")
+    with pytest.raises(WorkbenchError, match="start screen 'home'"):
+        make_app(tui_ws, start="home")
+    with pytest.raises(WorkbenchError, match="workbench init"):
+        make_app(tmp_path / "nowhere")
+
+
+def test_the_tui_never_imports_torch(tui_ws: Workspace) -> None:
+    script = f"""
+import asyncio, sys
+from workbench.app import make_app
+async def main():
+    app = make_app({str(tui_ws.root)!r}, images="halfcell", start_runner=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        for key in ("enter", "m", "n", "escape", "r", "3", "j", "u", "e", "escape"):
+            await pilot.press(key)
+            await app.workers.wait_for_complete()
+asyncio.run(main())
+heavy = [m for m in ("torch", "transformers", "peft", "segmentation_models_pytorch", "pycocoevalcap") if m in sys.modules]
+print("heavy:", heavy)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "heavy: []" in out.stdout
+
+
+def test_readme_lists_every_remappable_action() -> None:
+    from workbench.app import known_actions
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [a for a in sorted(known_actions()) if f"`{a}`" not in readme]
+    assert not missing, f"README.md does not list the key actions {missing}"
