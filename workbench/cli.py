@@ -698,6 +698,7 @@ def demo(
             _follow(queued)
     if follow and use_tui:
         _open_tui(start="jobs")
+        typer.echo("Jobs keep running in the background: `workbench tui` (j: Jobs) or `workbench jobs list` shows them.")
         return
     for run_name in ("eval.gen.cap.test", "eval.knn.compose.seg.synthetic.test"):
         run = get_run(db, run_name)

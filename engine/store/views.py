@@ -66,11 +66,11 @@ def browse_rows(db: sqlite_utils.Database, q: BrowseQuery) -> list[BrowseRow]:
     args: list[Any] = []
     if q.generation_run_id is not None:
         rated = ("EXISTS (SELECT 1 FROM generations g JOIN ratings r ON r.generation_id = g.id"
-                 " WHERE g.image_id = i.id AND g.run_id = ? AND r.reviewer = ?)")
+                 " WHERE g.image_id = i.id AND g.run_id = ? AND r.reviewer = ? AND r.score IS NOT NULL)")
         args += [q.generation_run_id, q.reviewer]
     else:
         rated = ("EXISTS (SELECT 1 FROM generations g JOIN ratings r ON r.generation_id = g.id"
-                 " WHERE g.image_id = i.id AND r.reviewer = ?)")
+                 " WHERE g.image_id = i.id AND r.reviewer = ? AND r.score IS NOT NULL)")
         args.append(q.reviewer)
     if q.evaluation_run_id is not None:
         score = "(SELECT value FROM scores s WHERE s.run_id = ? AND s.image_id = i.id AND s.metric = ?)"
@@ -168,13 +168,13 @@ class ReviewItem(NamedTuple):
 
 
 def review_queue(db: sqlite_utils.Database, run_id: int, reviewer: str) -> list[ReviewItem]:
-    """A generation run's captions, the ones this reviewer has not rated first, each with the
-    reviewer's current rating."""
+    """A generation run's captions, the ones this reviewer has not scored first, each with the
+    reviewer's current rating (flags or a note alone do not count as rated)."""
     rows = db.conn.execute(
         "SELECT g.id, g.image_id, g.text, i.filename, i.scene, r.id, r.score, r.flags, r.note"
         " FROM generations g JOIN images i ON i.id = g.image_id"
         " LEFT JOIN ratings r ON r.id = (SELECT MAX(id) FROM ratings r2 WHERE r2.generation_id = g.id AND r2.reviewer = ?)"
-        " WHERE g.run_id = ? ORDER BY (r.id IS NOT NULL), g.image_id",
+        " WHERE g.run_id = ? ORDER BY (r.score IS NOT NULL), g.image_id",
         [reviewer, run_id],
     )
     return [ReviewItem(g, im, text, fn, scene, rid, score, json.loads(flags) if flags else [], note or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from engine.workspace import Workspace
 from tests.workbench.conftest import rating_rows
 from workbench.app import make_app
 from workbench.screens.browse import BrowseScreen
+from workbench.screens.compare import CompareModal
 from workbench.screens.confirm import ConfirmModal
 from workbench.screens.export import ExportModal
 from workbench.screens.filters import FiltersModal
@@ -271,8 +273,12 @@ async def test_runs_metrics_confusion_curve_and_compare(tui_ws: Workspace, settl
         await pilot.press("space")
         await pilot.press(*["down"] * (names.index("eval.constant") - evaluation), "c")
         await settle(pilot)
-        compare = text_of(screen, "#run-compare")
-        assert "eval.constant − eval.first" in compare and "P(B ≤ A)" in compare
+        modal = app.screen
+        assert isinstance(modal, CompareModal)
+        compare = text_of(modal, "#compare-result")
+        assert "A = eval.first" in compare and "B = eval.constant" in compare and "P(B ≤ A)" in compare
+        assert re.search(r"CIDEr\s+[\d.]+\s+[\d.]+\s+-[\d.]+\s+\[-[\d.]+, [-+][\d.]+\]", compare), compare
+        await pilot.press("escape")
         await pilot.press(*["down"] * (names.index("seg") - names.index("eval.constant")))
         await settle(pilot)
         assert "confusion" in text_of(screen, "#run-metrics")

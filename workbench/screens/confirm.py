@@ -21,8 +21,8 @@ class ConfirmModal(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Static(self.question, id="question")
             with Horizontal(classes="buttons"):
-                yield Button("Yes (y)", id="yes", variant="warning")
-                yield Button("No (n)", id="no")
+                yield Button("Yes (y)", id="yes", variant="warning", compact=True)
+                yield Button("No (n)", id="no", compact=True)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

@@ -47,27 +47,27 @@ class ExportModal(ModalScreen[str | None]):
             yield Label("Export a run", classes="dialog-title")
             if not runs:
                 yield Static("Nothing to export yet: generated captions come from `generate` or `baseline-knn` jobs.", classes="empty-line")
-                yield Button("Close (esc)", id="cancel")
+                yield Button("Close (esc)", id="cancel", compact=True)
                 return
             with Horizontal(classes="form-row"):
                 yield Label("run", classes="form-label")
-                yield Select([(r, r) for r in runs], value=run, allow_blank=False, id="export-run")
+                yield Select([(r, r) for r in runs], value=run, allow_blank=False, compact=True, id="export-run")
             with Horizontal(classes="form-row"):
                 yield Label("format", classes="form-label")
-                yield Select([(f, f) for f in SUFFIX], value="jsonl", allow_blank=False, id="export-format")
+                yield Select([(f, f) for f in SUFFIX], value="jsonl", allow_blank=False, compact=True, id="export-format")
             with Horizontal(classes="form-row"):
                 yield Label("split", classes="form-label")
-                yield Select([(s, s) for s in ("all", "train", "val", "test")], value=self.split, allow_blank=False, id="export-split")
+                yield Select([(s, s) for s in ("all", "train", "val", "test")], value=self.split, allow_blank=False, compact=True, id="export-split")
             with Horizontal(classes="form-row"):
                 yield Label("file", classes="form-label")
-                yield Input(self.default_path(run, "jsonl"), id="export-path")
+                yield Input(self.default_path(run, "jsonl"), compact=True, id="export-path")
             yield Static("", id="export-error", classes="error")
             with Horizontal(classes="buttons"):
-                yield Button("Write (ctrl+s)", id="export", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Write (ctrl+s)", id="export", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def default_path(self, run: str | None, fmt: str) -> str:
-        return str(self.app.session.workspace.exports_dir / f"{run}.{SUFFIX[fmt]}")  # type: ignore[attr-defined]
+        return str(self.app.session.workspace.exports_dir.resolve() / f"{run}.{SUFFIX[fmt]}")  # type: ignore[attr-defined]
 
     @on(Select.Changed)
     def changed(self, event: Select.Changed) -> None:
@@ -75,7 +75,7 @@ class ExportModal(ModalScreen[str | None]):
             run = self.query_one("#export-run", Select).value
             fmt = str(self.query_one("#export-format", Select).value)
             path = self.query_one("#export-path", Input)
-            if Path(path.value).parent == self.app.session.workspace.exports_dir:  # type: ignore[attr-defined]
+            if Path(path.value).parent == self.app.session.workspace.exports_dir.resolve():  # type: ignore[attr-defined]
                 path.value = self.default_path(str(run), fmt)
 
     def action_export(self, force: bool = False) -> None:
@@ -95,7 +95,7 @@ class ExportModal(ModalScreen[str | None]):
 
             self.app.push_screen(ConfirmModal(f"{', '.join(map(str, existing))} exists. Overwrite?"), answer)
             return
-        exports = self.app.session.workspace.exports_dir  # type: ignore[attr-defined]
+        exports = self.app.session.workspace.exports_dir.resolve()  # type: ignore[attr-defined]
         if path.parent == exports:
             exports.mkdir(parents=True, exist_ok=True)
         self.query_one("#export-error", Static).update("writing …")

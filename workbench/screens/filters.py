@@ -83,10 +83,10 @@ class FiltersModal(ModalScreen[BrowseQuery | None]):
             for name, options, value in rows:
                 with Horizontal(classes="form-row"):
                     yield Label(name, classes="form-label")
-                    yield Select(options, value=value, allow_blank=False, id=f"filter-{name}")
+                    yield Select(options, value=value, allow_blank=False, compact=True, id=f"filter-{name}")
             with Horizontal(classes="buttons"):
-                yield Button("Apply (ctrl+s)", id="apply", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Apply (ctrl+s)", id="apply", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def value(self, name: str) -> Any:
         v = self.query_one(f"#filter-{name}", Select).value

@@ -128,12 +128,14 @@ class JobsScreen(Screen[None]):
             for new, row, old in zip(m.jobs, rows, self.jobs, strict=True):
                 if new != old:
                     for col, value in zip(table.columns, row, strict=True):
-                        table.update_cell(str(new.id), col, value)
+                        table.update_cell(str(new.id), col, value, update_width=True)
         else:
             selected = self.selected
             table.clear()
             for key, row in zip(keys, rows, strict=True):
                 table.add_row(*row, key=key)
+            if selected is None and self.select_next is None:  # first look: follow the running job
+                self.select_next = next((j.id for j in m.jobs if j.status == "running"), None)
             wanted = str(self.select_next) if self.select_next is not None else str(selected.id) if selected else None
             if wanted in keys:
                 table.move_cursor(row=keys.index(wanted))

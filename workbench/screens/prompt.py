@@ -22,7 +22,7 @@ class PromptModal(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(self.title_text, classes="dialog-title")
-            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Input(self.value, placeholder=self.placeholder, compact=True, id="prompt-input")
             yield Static("enter saves · escape cancels", classes="hint")
 
     @on(Input.Submitted)

@@ -51,7 +51,7 @@ class ReviewScreen(Screen[None]):
     have not rated come first. Each change is saved at once."""
 
     BINDINGS = [
-        *[Binding(str(k), f"rate({k})", "Rate 1-5" if k == 1 else f"Rate {k}", show=k == 1, key_display="1-5" if k == 1 else None,
+        *[Binding(str(k), f"rate({k})", "Rate" if k == 1 else f"Rate {k}", show=k == 1, key_display="1-5" if k == 1 else None,
                   id=f"review.rate{k}") for k in range(1, 6)],
         *[Binding(key, f"flag('{key}')", flag.split()[-1], show=False, id=f"review.flag.{flag.split()[-1]}")
           for key, flag in FLAG_KEYS.items()],
@@ -153,7 +153,7 @@ class ReviewScreen(Screen[None]):
         item = self.item
         if item is None:
             return
-        rated = sum(1 for i in self.items if i.rating_id is not None)
+        rated = sum(1 for i in self.items if i.score is not None)
         run = "(hidden: blind review)" if self.blind else self.run_name
         self.query_one("#review-bar", Static).update(
             f"{self.index + 1}/{len(self.items)} · run {run} · reviewer {self.session.reviewer} · "

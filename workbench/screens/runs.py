@@ -25,6 +25,7 @@ from engine.store.views import run_curve
 METRIC_ORDER = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 HEADLINE = ("miou", "pixel_accuracy", "Bleu_4", "CIDEr", "val_loss", "images")
 CURVE_KEYS = ("loss", "train_loss", "val_loss")
+STATUS_MARK = {"complete": "✓", "running": "…", "failed": "✗"}
 
 
 def headline(metrics: dict[str, Any]) -> str:
@@ -133,14 +134,15 @@ class RunsScreen(Screen[None]):
         yield Static("", id="runs-bar", classes="bar")
         with Horizontal(id="runs-body"):
             table: DataTable[str] = DataTable(id="runs-table", cursor_type="row")
-            table.add_columns("run", "kind", "status")
+            table.add_columns(" ", "run", "kind")
             yield table
             with VerticalScroll(id="run-detail"):
                 yield Static("", id="run-summary")
                 yield Static("", id="run-curve-label")
                 yield Sparkline([], id="run-curve")
-                yield Static("", id="run-metrics")
                 yield Static("", id="run-compare")
+                yield Static("", id="run-metrics")
+                yield Static("", id="run-params")
         yield Static("", id="runs-empty", classes="empty")
         yield Footer(compact=True)
 
@@ -161,14 +163,28 @@ class RunsScreen(Screen[None]):
 
     def on_runs_loaded(self, m: RunsLoaded) -> None:
         self.runs = m.runs
-        table = self.table
-        table.clear()
-        for r in m.runs:
-            table.add_row(r.name, r.kind, r.status, key=str(r.id))
+        self.fill_table()
         self.set_class(not m.runs, "-empty")
         self.query_one("#runs-empty", Static).update("No runs yet: jobs make them (j: Jobs; `workbench demo` runs the pipeline).")
         self.refresh_bar()
         self.show_run()
+
+    def fill_table(self) -> None:
+        """One row per run; names are shortened to what the table's width leaves (the detail pane
+        shows them whole), so the table never scrolls sideways."""
+        table = self.table
+        row = table.cursor_row
+        room = max(12, (table.size.width or 40) - 12 - 1 - 7)
+        table.clear()
+        for r in self.runs:
+            name = r.name if len(r.name) <= room else r.name[: room - 1] + "…"
+            table.add_row(STATUS_MARK.get(r.status, "?"), name, r.kind, key=str(r.id))
+        if 0 <= row < len(self.runs):
+            table.move_cursor(row=row)
+
+    def on_resize(self) -> None:
+        if self.runs:
+            self.fill_table()
 
     def refresh_bar(self) -> None:
         self.query_one("#runs-bar", Static).update(
@@ -190,8 +206,8 @@ class RunsScreen(Screen[None]):
         head.append(f"  {run.kind} · {run.status} · created {run.created_at[:19]}\n")
         if run.artifact_dir:
             head.append(f"files  {run.artifact_dir}\n", style="dim")
-        head.append("params " + json.dumps(run.params, sort_keys=True)[:600], style="dim")
         self.query_one("#run-summary", Static).update(head)
+        self.query_one("#run-params", Static).update(Text("params " + json.dumps(run.params, sort_keys=True), style="dim"))
         m = run.metrics
         if run.kind == "evaluation":
             body: RenderableType = evaluation_view(m)
@@ -224,14 +240,21 @@ class RunsScreen(Screen[None]):
         self.query_one("#run-curve", Sparkline).data = m.values
         self.query_one("#run-curve").set_class(not m.values, "-hidden")
 
+    def export_defaults(self) -> dict[str, str]:
+        """Export the highlighted run (an evaluation exports the captions it scored)."""
+        run = self.selected
+        if run is not None and run.kind == "evaluation":
+            run = next((r for r in self.runs if r.id == run.parent_run_id), None)
+        return {"run": run.name} if run is not None and run.kind in ("generation", "baseline") else {}
+
     def action_mark(self) -> None:
         self.marked = self.selected
         self.refresh_bar()
 
     def action_compare(self) -> None:
         a, b = self.marked, self.selected
-        if a is None or b is None or a.id == b.id:
-            self.notify("mark run A with space, then highlight another run B and press c", timeout=3)
+        if a is None or b is None or a.id == b.id or b.id == a.parent_run_id or a.id == b.parent_run_id:
+            self.notify("mark run A with space, then highlight another run B (not A's own evaluation) and press c", timeout=3)
             return
         self.query_one("#run-compare", Static).update(f"comparing {b.name} with {a.name} (paired bootstrap) …")
         self.compare(a.name, b.name)
@@ -247,13 +270,16 @@ class RunsScreen(Screen[None]):
             self.post_message(Compared(Text(f"cannot compare: {exc}", style="bold")))
             return
         t = Table(box=None, header_style="bold", padding=(0, 1),
-                  title=f"{result.b} − {result.a}, {result.images} images, 1000 paired resamples", title_justify="left")
+                  title=f"A = {result.a}\nB = {result.b}\n{result.images} images, 1000 paired resamples\n", title_justify="left")
         for col in ("metric", "A", "B", "B − A", "95% interval", "P(B ≤ A)"):
-            t.add_column(col, justify="left" if col == "metric" else "right")
+            t.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
         for name, row in result.rows.items():
             t.add_row(name, f"{row['a']:.3f}", f"{row['b']:.3f}", f"{row['difference']:+.3f}",
                       f"[{row['low']:+.3f}, {row['high']:+.3f}]", f"{row['p_not_better']:.3f}")
         self.post_message(Compared(t))
 
     def on_compared(self, m: Compared) -> None:
-        self.query_one("#run-compare", Static).update(m.text)
+        from workbench.screens.compare import CompareModal
+
+        self.query_one("#run-compare", Static).update("")
+        self.app.push_screen(CompareModal(m.text))

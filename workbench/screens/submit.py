@@ -40,12 +40,14 @@ class SubmitModal(ModalScreen[int | None]):
             yield Label("Queue a job", classes="dialog-title")
             with Horizontal(classes="form-row"):
                 yield Label("kind", classes="form-label")
-                yield Select([(k, k) for k in sorted(KINDS) if k != "noop"], value=self.kind, allow_blank=False, id="submit-kind")
-            yield VerticalScroll(id="submit-fields")
+                yield Select([(k, k) for k in sorted(KINDS) if k != "noop"], value=self.kind, allow_blank=False, compact=True, id="submit-kind")
+            fields = VerticalScroll(id="submit-fields")
+            fields.can_focus = False  # tab goes from field to field, not to the scroll area
+            yield fields
             yield Static("", id="submit-error", classes="error")
             with Horizontal(classes="buttons"):
-                yield Button("Queue (ctrl+s)", id="submit", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Queue (ctrl+s)", id="submit", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     async def on_mount(self) -> None:
         await self.build_fields()
@@ -58,7 +60,7 @@ class SubmitModal(ModalScreen[int | None]):
             required = default == "(required)"
             row = Vertical(
                 Horizontal(Label(name + (" *" if required else ""), classes="form-label"),
-                           Input(placeholder="required" if required else default or "(empty)", id=f"param-{name}",
+                           Input(placeholder="required" if required else default or "(empty)", compact=True, id=f"param-{name}",
                                  tooltip=f"{type_name}: {help_text}"),
                            classes="form-row"),
                 Static(help_text, classes="form-help"),
@@ -68,6 +70,9 @@ class SubmitModal(ModalScreen[int | None]):
             widgets.append(row)
         await box.mount_all(widgets)
         self.query_one("#submit-error", Static).update("")
+        first = self.query("#submit-fields Input")
+        if first:
+            first.first().focus()
 
     @on(Select.Changed, "#submit-kind")
     async def kind_changed(self, event: Select.Changed) -> None:
