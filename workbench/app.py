@@ -146,7 +146,7 @@ def make_app(
     if mode not in IMAGES_MODES:
         raise WorkbenchError(f"--images {mode!r}: choose one of {', '.join(IMAGES_MODES)}")
     if start not in START_SCREENS:
-        raise WorkbenchError(f"start screen {start!r}: choose one of {', '.join(START_SCREENS)}")
+        raise WorkbenchError(f"--screen {start!r}: choose one of {', '.join(START_SCREENS)}")
     unknown = sorted(set(config.keys) - known_actions()) if config.keys else []
     if unknown:
         raise WorkbenchError(f"{ws.config_path}: [keys] {unknown[0]!r} is not an action; actions: {', '.join(sorted(known_actions()))}")

@@ -599,9 +599,9 @@ def tui(
 
 
 def _open_tui(**options: Any) -> None:
+    """Run the TUI on an existing workspace (a mistyped --workspace is an error, not a new one)."""
     from workbench.app import make_app
 
-    _require_workspace()
     make_app(State.workspace, **{k: v for k, v in options.items() if v is not None}).run()
 
 

@@ -344,7 +344,7 @@ async def test_keys_are_remapped_from_config(tui_ws: Workspace, settle) -> None:
 def test_bad_options_are_one_line_errors(tui_ws: Workspace, tmp_path: Path) -> None:
     with pytest.raises(WorkbenchError, match="--images 'kitty'"):
         make_app(tui_ws, images="kitty")
-    with pytest.raises(WorkbenchError, match="start screen 'home'"):
+    with pytest.raises(WorkbenchError, match="--screen .home."):
         make_app(tui_ws, start="home")
     with pytest.raises(WorkbenchError, match="workbench init"):
         make_app(tmp_path / "nowhere")
@@ -375,3 +375,17 @@ def test_readme_lists_every_remappable_action() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [a for a in sorted(known_actions()) if f"`{a}`" not in readme]
     assert not missing, f"README.md does not list the key actions {missing}"
+
+
+def test_cli_tui_bad_input_is_one_line_and_creates_nothing(tmp_path: Path, tui_ws: Workspace) -> None:
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    runner = CliRunner()
+    missing = tmp_path / "typo"
+    result = runner.invoke(app, ["--workspace", str(missing), "tui"])
+    assert result.exit_code == 1 and "no workspace here" in result.output and not missing.exists()
+    for args, message in ((["--images", "kitty"], "--images 'kitty'"), (["--screen", "home"], "--screen 'home'")):
+        result = runner.invoke(app, ["--workspace", str(tui_ws.root), "tui", *args])
+        assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output

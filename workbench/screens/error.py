@@ -20,7 +20,4 @@ class ErrorModal(ModalScreen[None]):
         with Vertical(classes="dialog -error"):
             yield Static("Error", classes="dialog-title")
             yield Static(self.message, id="error-message")
-            yield Button("Close", id="close", variant="error", compact=True)
-
-    def on_button_pressed(self) -> None:
-        self.dismiss(None)
+            yield Button("Close", id="close", variant="error", compact=True, action="screen.dismiss")

@@ -47,7 +47,7 @@ class ExportModal(ModalScreen[str | None]):
             yield Label("Export a run", classes="dialog-title")
             if not runs:
                 yield Static("Nothing to export yet: generated captions come from `generate` or `baseline-knn` jobs.", classes="empty-line")
-                yield Button("Close (esc)", id="cancel", compact=True)
+                yield Button("Close (esc)", id="cancel", compact=True, action="screen.cancel")
                 return
             with Horizontal(classes="form-row"):
                 yield Label("run", classes="form-label")
@@ -63,8 +63,8 @@ class ExportModal(ModalScreen[str | None]):
                 yield Input(self.default_path(run, "jsonl"), compact=True, id="export-path")
             yield Static("", id="export-error", classes="error")
             with Horizontal(classes="buttons"):
-                yield Button("Write (ctrl+s)", id="export", variant="primary", compact=True)
-                yield Button("Cancel (esc)", id="cancel", compact=True)
+                yield Button("Write (ctrl+s)", id="export", variant="primary", compact=True, action="screen.export")
+                yield Button("Cancel (esc)", id="cancel", compact=True, action="screen.cancel")
 
     def default_path(self, run: str | None, fmt: str) -> str:
         return str(self.app.session.workspace.exports_dir.resolve() / f"{run}.{SUFFIX[fmt]}")  # type: ignore[attr-defined]
@@ -123,10 +123,3 @@ class ExportModal(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-    @on(Button.Pressed)
-    def pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "export":
-            self.action_export()
-        else:
-            self.dismiss(None)

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlite_utils
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -85,8 +84,8 @@ class FiltersModal(ModalScreen[BrowseQuery | None]):
                     yield Label(name, classes="form-label")
                     yield Select(options, value=value, allow_blank=False, compact=True, id=f"filter-{name}")
             with Horizontal(classes="buttons"):
-                yield Button("Apply (ctrl+s)", id="apply", variant="primary", compact=True)
-                yield Button("Cancel (esc)", id="cancel", compact=True)
+                yield Button("Apply (ctrl+s)", id="apply", variant="primary", compact=True, action="screen.apply")
+                yield Button("Cancel (esc)", id="cancel", compact=True, action="screen.cancel")
 
     def value(self, name: str) -> Any:
         v = self.query_one(f"#filter-{name}", Select).value
@@ -107,10 +106,3 @@ class FiltersModal(ModalScreen[BrowseQuery | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-    @on(Button.Pressed)
-    def pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "apply":
-            self.action_apply()
-        else:
-            self.dismiss(None)

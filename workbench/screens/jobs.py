@@ -3,9 +3,11 @@ log; submit, cancel, retry. A runner is started whenever jobs wait and none is a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -184,30 +186,28 @@ class JobsScreen(Screen[None]):
         self.app.push_screen(SubmitModal(), queued)
 
     def action_cancel(self) -> None:
-        job = self.selected
-        if job is None:
-            return
-        try:
-            outcome = q.request_cancel(self.app.session.db, job.id)  # type: ignore[attr-defined]
-        except ValueError as exc:
-            self.notify(str(exc), severity="warning")
-            return
-        self.notify(f"#{job.id}: {outcome}", timeout=3)
-        self.poll()
+        if self.change(q.request_cancel, "#{job}: {result}") is not None:
+            self.poll()
 
     def action_retry(self) -> None:
+        new = self.change(q.retry_job, "#{job} queued again as #{result}")
+        if new is not None:
+            self.select_next = new
+            self.poll(True)
+
+    def change(self, change: Callable[[Any, int], Any], said: str) -> Any:
+        """Apply a queue change to the selected job and say what came of it (a refusal, such as
+        cancelling a finished job, is said as a warning)."""
         job = self.selected
         if job is None:
-            return
+            return None
         try:
-            new = q.retry_job(self.app.session.db, job.id)  # type: ignore[attr-defined]
+            result = change(self.app.session.db, job.id)  # type: ignore[attr-defined]
         except ValueError as exc:
             self.notify(str(exc), severity="warning")
-            return
-        self.notify(f"#{job.id} queued again as #{new}", timeout=3)
-        self.select_next = new
-        self.poll(True)
-
+            return None
+        self.notify(said.format(job=job.id, result=result), timeout=3)
+        return result
 
 def log_file(logs_dir: Path, stored: str | None) -> Path | None:
     """A job's log; a path stored relative to the directory its runner started in (older

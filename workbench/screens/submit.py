@@ -46,8 +46,8 @@ class SubmitModal(ModalScreen[int | None]):
             yield fields
             yield Static("", id="submit-error", classes="error")
             with Horizontal(classes="buttons"):
-                yield Button("Queue (ctrl+s)", id="submit", variant="primary", compact=True)
-                yield Button("Cancel (esc)", id="cancel", compact=True)
+                yield Button("Queue (ctrl+s)", id="submit", variant="primary", compact=True, action="screen.submit")
+                yield Button("Cancel (esc)", id="cancel", compact=True, action="screen.cancel")
 
     async def on_mount(self) -> None:
         await self.build_fields()
@@ -107,10 +107,3 @@ class SubmitModal(ModalScreen[int | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-    @on(Button.Pressed)
-    def pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "submit":
-            self.action_submit()
-        else:
-            self.dismiss(None)
