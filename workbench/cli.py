@@ -639,7 +639,7 @@ def demo(
     no_runner: Annotated[bool, typer.Option("--no-runner", help="Only queue the jobs; start `workbench worker` yourself.")] = False,
     open_tui: Annotated[bool, typer.Option("--tui/--no-tui", help="Watch the pipeline in the TUI's Jobs screen (--no-tui: progress bars here, for scripts).")] = True,
 ) -> None:
-    """Draw the synthetic world, ingest it, and queue the whole pipeline on it (segmenter, masks, compositions, captioner, captions, baseline, scores)."""
+    """Draw the synthetic world, ingest it, queue the whole pipeline on it (segmenter, masks, compositions, captioner, captions, baseline, scores) and watch it in the TUI's Jobs screen."""
     import shutil
 
     from engine.jobs.queue import submit

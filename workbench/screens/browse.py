@@ -124,7 +124,7 @@ class BrowseScreen(Screen[None]):
                  f"run {run}" + ("" if q.evaluation_run_id else " (not scored)") if run else "no generated captions yet"]
         if q.search:
             parts.append(f"search “{q.search}”")
-        self.query_one("#browse-bar", Static).update(f"{len(self.image_list.rows):,} images · " + " · ".join(parts))
+        self.query_one("#browse-bar", Static).update(f"{len(self.image_list.rows):,} image{'' if len(self.image_list.rows) == 1 else 's'} · " + " · ".join(parts))
         width = self.image_list.scrollable_content_region.width or self.size.width - 2
         self.query_one("#browse-header", Static).update(header_text(width, q.sort, q.descending, q.metric))
 
