@@ -14,7 +14,6 @@ from textual.widgets import Footer, Header, Input, Static
 
 from engine.store.views import SORT_COLUMNS, BrowseQuery, BrowseRow, browse_rows, scenes_of
 from workbench.screens.filters import Choices, FiltersModal, default_run
-from workbench.screens.image import ImageScreen
 from workbench.session import Session
 from workbench.widgets.image_list import ImageList, header_text
 
@@ -172,6 +171,8 @@ class BrowseScreen(Screen[None]):
 
     @on(ImageList.Selected)
     def open_image(self, event: ImageList.Selected) -> None:
+        from workbench.screens.image import ImageScreen  # first use; keeps start-up short
+
         ids = [r.id for r in self.image_list.rows]
         self.app.push_screen(ImageScreen(ids, self.image_list.cursor))
 
