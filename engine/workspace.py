@@ -48,6 +48,14 @@ class Workspace:
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
+    def job_log(self, job_id: int, stored: str | None) -> Path:
+        """A job's log: where its runner wrote it. Runners before absolute paths stored the path
+        relative to the directory they started in; such a log is looked up in ``logs/``."""
+        if not stored:
+            return self.logs_dir / f"job-{job_id}.log"
+        path = Path(stored)
+        return path if path.is_absolute() or path.exists() else self.logs_dir / path.name
+
     @property
     def exports_dir(self) -> Path:
         return self.root / "exports"

@@ -496,7 +496,7 @@ def jobs_logs(
     job = q.get_job(db, job_id)
     if job is None:
         raise WorkbenchError(f"no job #{job_id}")
-    path = Path(job.log_path) if job.log_path else State.workspace.logs_dir / f"job-{job_id}.log"
+    path = State.workspace.job_log(job_id, job.log_path)
     position = 0
     while True:
         if path.exists():

@@ -119,7 +119,8 @@ class JobsScreen(Screen[None]):
             name = next((k for k in CURVE_KEYS if any(k in e for e in events)), "")
             curve = [e[name] for e in events if name in e]
         reset = job_id != log_job
-        text, new_offset = read_tail(log_file(session.workspace.logs_dir, log_path), 0 if reset else offset)
+        log = session.workspace.job_log(job_id, log_path) if job_id is not None else None
+        text, new_offset = read_tail(log, 0 if reset else offset)
         self.post_message(JobsLoaded(jobs, alive, curve, name, job_id, text, new_offset, reset, started))
 
     def on_jobs_loaded(self, m: JobsLoaded) -> None:
@@ -208,15 +209,6 @@ class JobsScreen(Screen[None]):
             return None
         self.notify(said.format(job=job.id, result=result), timeout=3)
         return result
-
-def log_file(logs_dir: Path, stored: str | None) -> Path | None:
-    """A job's log; a path stored relative to the directory its runner started in (older
-    runners did that) is looked up in the workspace's logs folder instead."""
-    if not stored:
-        return None
-    path = Path(stored)
-    return path if path.is_absolute() or path.exists() else logs_dir / path.name
-
 
 def read_tail(path: Path | None, offset: int) -> tuple[str, int]:
     """New text of a log since ``offset`` (only the last part of a long log on first read)."""
