@@ -19,7 +19,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from engine.store.results import add_rating, scores_of
+from engine.store.results import add_rating, latest_evaluation, scores_of
+from engine.store.runs import list_runs
 from engine.store.views import ImageDetail, ReviewItem, current_rating, delete_rating, image_detail, review_queue
 from workbench.screens.choose import ChooseModal
 from workbench.screens.filters import Choices, default_run
@@ -98,15 +99,16 @@ class ReviewScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="review-queue")
     def load_queue(self, run_name: str | None) -> None:
+        """The queue of ``run_name``; by default the newest run of the dataset Browse opens on
+        (or of any dataset)."""
         db = self.session.db
-        choices = Choices.read(db, None, self.session.dataset)
-        runs = [r for d in choices.datasets for r in Choices.read(db, d.id).runs]
+        runs = [r for r in list_runs(db) if r.kind in ("generation", "baseline") and r.status == "complete"]
         run = next((r for r in runs if r.name == run_name), None) or (
-            default_run(choices.runs) if run_name is None else None) or default_run(runs)
+            default_run(Choices.read(db, None, self.session.dataset).runs) if run_name is None else None) or default_run(runs)
         if run is None:
             self.post_message(QueueLoaded("", None, [], {}, []))
             return
-        evaluation = choices.evaluations.get(run.id) or Choices.read(db, run.dataset_id).evaluations.get(run.id)
+        evaluation = latest_evaluation(db, run.id)
         self.post_message(QueueLoaded(
             run.name, run.id, review_queue(db, run.id, self.session.reviewer), scores_of(db, evaluation) if evaluation else {},
             [(r.name, f"{r.name} ({r.kind})") for r in runs]))
