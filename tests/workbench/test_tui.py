@@ -389,3 +389,23 @@ def test_cli_tui_bad_input_is_one_line_and_creates_nothing(tmp_path: Path, tui_w
     for args, message in ((["--images", "kitty"], "--images 'kitty'"), (["--screen", "home"], "--screen 'home'")):
         result = runner.invoke(app, ["--workspace", str(tui_ws.root), "tui", *args])
         assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+
+
+async def test_jobs_cursor_follows_the_running_job_until_moved(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    from engine.store import jobs as q
+
+    db = tui_ws.open_db()
+    waiting = q.list_jobs(db, status="queued")[0].id
+    q.start_unclaimed(db, waiting)  # the older job runs; a newer one waits above it in the list
+    newest = q.submit_job(db, "evaluate", {"generation": "constant"})
+    db.close()
+    app = make_app(tui_ws, images="off", start="jobs", start_runner=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, JobsScreen)
+        assert screen.jobs[0].id == newest and screen.selected is not None and screen.selected.id == waiting
+        await pilot.press("up")
+        screen.poll()
+        await settle(pilot)
+        assert screen.selected is not None and screen.selected.id == newest  # the user's choice stays

@@ -69,6 +69,9 @@ class JobsScreen(Screen[None]):
         self.log_offset = 0
         self.select_next: int | None = None
         """A job just queued here: the cursor moves to it once it is listed."""
+        self.following = True
+        """Until the user moves the cursor, it follows the running job."""
+        self.auto_selected: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -137,13 +140,16 @@ class JobsScreen(Screen[None]):
             table.clear()
             for key, row in zip(keys, rows, strict=True):
                 table.add_row(*row, key=key)
-            if selected is None and self.select_next is None:  # first look: follow the running job
-                self.select_next = next((j.id for j in m.jobs if j.status == "running"), None)
             wanted = str(self.select_next) if self.select_next is not None else str(selected.id) if selected else None
             if wanted in keys:
                 table.move_cursor(row=keys.index(wanted))
                 self.select_next = None
         self.jobs = m.jobs
+        if self.following:  # the cursor stays on the job that runs (or runs next) until the user moves it
+            active = [j for j in m.jobs if j.status == "running"] or [j for j in reversed(m.jobs) if j.status == "queued"]
+            if active and (self.selected is None or self.selected.id != active[0].id):
+                self.auto_selected = active[0].id
+                table.move_cursor(row=keys.index(str(active[0].id)))
         queued = sum(j.status == "queued" for j in m.jobs)
         running = sum(j.status == "running" for j in m.jobs)
         self.query_one("#jobs-bar", Static).update(
@@ -172,6 +178,8 @@ class JobsScreen(Screen[None]):
     @on(DataTable.RowHighlighted, "#jobs-table")
     def highlighted(self) -> None:
         job = self.selected
+        if job is not None and job.id != self.auto_selected:
+            self.following = False
         if job is not None and job.id != self.log_job:
             self.poll()
 
@@ -182,6 +190,7 @@ class JobsScreen(Screen[None]):
             if job_id is not None:
                 self.notify(f"queued job #{job_id}; a runner serves it", timeout=3)
                 self.select_next = job_id
+                self.following = False
                 self.poll()
 
         self.app.push_screen(SubmitModal(), queued)
@@ -194,6 +203,7 @@ class JobsScreen(Screen[None]):
         new = self.change(q.retry_job, "#{job} queued again as #{result}")
         if new is not None:
             self.select_next = new
+            self.following = False
             self.poll(True)
 
     def change(self, change: Callable[[Any, int], Any], said: str) -> Any:
