@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -17,6 +19,36 @@ from engine.errors import WorkbenchError
 
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for another writer's lock before giving up."""
+
+
+class Database(sqlite_utils.Database):
+    """sqlite_utils' Database whose ``atomic()`` takes the write lock when it begins.
+
+    sqlite_utils begins with a plain (deferred) ``BEGIN``. A transaction that reads and then
+    writes (``create_run`` checks the name, then inserts) holds a read snapshot; if another
+    process commits in between, SQLite cannot upgrade that snapshot and fails at once with
+    "database is locked", without waiting for ``busy_timeout``. That failed a demo's evaluate
+    job while the runner wrote heartbeats. ``BEGIN IMMEDIATE`` waits for the lock instead.
+    """
+
+    @contextmanager
+    def atomic(self) -> Iterator[Database]:
+        if self.conn.in_transaction:  # nested: sqlite_utils' savepoint
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.rollback()
+                raise
 
 
 class StoreError(WorkbenchError):
@@ -37,7 +69,7 @@ def connect(path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
     memory = str(path) == ":memory:"
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-        db = sqlite_utils.Database(conn)
+        db = Database(conn)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA synchronous = NORMAL")
