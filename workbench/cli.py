@@ -418,13 +418,8 @@ def jobs_submit(
 
 
 def _eta(job: Any) -> str:
-    from datetime import UTC, datetime
-
-    if job.status != "running" or not job.started_at or job.progress <= 0.01:
-        return ""
-    spent = (datetime.now(UTC) - datetime.fromisoformat(job.started_at)).total_seconds()
-    left = spent * (1 - job.progress) / job.progress
-    return f"~{left / 60:.0f} min left" if left >= 90 else f"~{left:.0f} s left"
+    left = job.time_left()
+    return f"~{left} left" if left else ""
 
 
 @jobs_app.command("list")

@@ -45,6 +45,14 @@ class Job:
     uses_gpu: bool
     after: tuple[int, ...] = ()
 
+    def time_left(self, now: datetime | None = None) -> str:
+        """Time a running job still needs, extrapolated from its progress so far ("" when unknown)."""
+        if self.status != "running" or not self.started_at or self.progress <= 0.01:
+            return ""
+        spent = ((now or datetime.now(UTC)) - datetime.fromisoformat(self.started_at)).total_seconds()
+        left = spent * (1 - self.progress) / self.progress
+        return f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+
 
 def _job(row: dict[str, Any], after: Sequence[int] = ()) -> Job:
     return Job(**{**row, "params": json.loads(row["params"]), "cancel_requested": bool(row["cancel_requested"]),

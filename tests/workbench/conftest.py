@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.worker import WorkerCancelled
 
 from engine.datasets.synthetic import write_captioning_dataset
 from engine.jobs.foreground import run_foreground
@@ -86,7 +87,12 @@ def settle() -> Callable[[Pilot[Any]], Awaitable[None]]:
 
     async def wait(pilot: Pilot[Any]) -> None:
         for _ in range(3):
-            await pilot.app.workers.wait_for_complete()
+            for _attempt in range(5):  # a newer refresh may cancel an exclusive reader: wait for its successor
+                try:
+                    await pilot.app.workers.wait_for_complete()
+                    break
+                except WorkerCancelled:
+                    continue
             await pilot.pause()
 
     return wait

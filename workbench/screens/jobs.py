@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,6 @@ from engine.store.views import job_curve
 REFRESH_S = 1.0
 LOG_TAIL_BYTES = 64_000
 CURVE_KEYS = ("loss", "train_loss", "val_loss")
-
-
-def eta(job: q.Job, now: datetime | None = None) -> str:
-    """Time left, extrapolated from progress so far."""
-    if job.status != "running" or not job.started_at or job.progress <= 0.01:
-        return ""
-    spent = ((now or datetime.now(UTC)) - datetime.fromisoformat(job.started_at)).total_seconds()
-    left = spent * (1 - job.progress) / job.progress
-    return f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
 
 
 def bar(fraction: float, width: int = 10) -> str:
@@ -129,7 +119,7 @@ class JobsScreen(Screen[None]):
     def on_jobs_loaded(self, m: JobsLoaded) -> None:
         table = self.table
         keys = [str(j.id) for j in m.jobs]
-        rows = [(str(j.id), j.kind, j.status, bar(j.progress), eta(j), j.message[:200]) for j in m.jobs]
+        rows = [(str(j.id), j.kind, j.status, bar(j.progress), j.time_left(), j.message[:200]) for j in m.jobs]
         if keys == [str(j.id) for j in self.jobs]:
             for new, row, old in zip(m.jobs, rows, self.jobs, strict=True):
                 if new != old:
