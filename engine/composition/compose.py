@@ -20,7 +20,8 @@ Per class present (pixels of ignored groups are left out):
   between words.
 
 One histogram pass per mask, then per present class a comparison and a contour trace; the full
-connected-components labelling runs only for classes in more than one piece. No per-pixel Python.
+connected-components labelling runs only for classes in more than one piece (or with holes, which
+may hold more of the class). No per-pixel Python.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def compose(
     xs = np.arange(w, dtype=np.float64)
     ys = np.arange(h, dtype=np.float64)
     parts: list[ClassPart] = []
+    scratch = np.zeros_like(mask)
     dom_x = dom_y = 0.0
     # Plain Python floats from here on: numpy scalar arithmetic costs more than the image work.
     for cls in sorted(counts, key=lambda c: (-counts[c], c)):
@@ -126,7 +128,8 @@ def compose(
             continue
         binary = binaries[cls]
         contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        if len(contours) == 1:
+        if len(contours) == 1 and (_fills_exactly(contours[0], count, scratch)
+                                   or cv2.connectedComponentsWithAlgorithm(binary, 8, label_type, cv2.CCL_DEFAULT)[0] == 2):
             # One region (the common case): no labelling needed; the centre from row/column sums.
             regions = 1
             cx = float(cv2.reduce(binary, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel().dot(xs)) / count
@@ -159,6 +162,20 @@ def compose(
             position=position,
         ))
     return Composition(width=w, height=h, parts=tuple(parts))
+
+
+def _fills_exactly(contour: np.ndarray, count: int, scratch: np.ndarray) -> bool:
+    """True when the class is one region without holes: its one outer contour, filled, covers
+    exactly its pixels. A single outer contour alone does not prove one region: another region of
+    the class may lie inside a hole (an island in a lake on an island), which the outer contour
+    does not show; then the fill covers more than the class, and the caller counts the regions.
+    (The enclosing circle needs only outer contours: nested regions lie inside them.)
+    """
+    import cv2
+
+    scratch[:] = 0
+    cv2.drawContours(scratch, [contour], -1, 1, thickness=-1)
+    return int(cv2.countNonZero(scratch)) == count
 
 
 def feature_vector(comp: Composition, n_classes: int) -> np.ndarray:

@@ -115,3 +115,26 @@ def test_compose_has_no_per_pixel_python() -> None:
     start = time.perf_counter()
     compose(mask, NAMES)
     assert time.perf_counter() - start < 0.5
+
+
+def test_regions_inside_holes_are_counted_on_every_path() -> None:
+    """An island (class 0) inside a lake (class 1) inside land (class 0): land is two regions, the
+    lake one. RETR_EXTERNAL counted land as one (its island has no outer contour at the top)."""
+    mask = np.zeros((60, 60), np.uint8)
+    mask[10:50, 10:50] = 1  # the lake
+    mask[25:35, 25:35] = 0  # the island inside it
+    comp = compose(mask, ["Land", "Water"])
+    regions = {p.name: p.regions for p in comp.parts}
+    assert regions == {"Land": 2, "Water": 1}
+    # The same with specks to drop (the labelling path) and two islands.
+    mask[15:19, 15:19] = 0
+    mask[0, 59] = 1  # a one-pixel speck of water
+    comp = compose(mask, ["Land", "Water"], speck=0.001)
+    assert {p.name: p.regions for p in comp.parts} == {"Land": 3, "Water": 1}
+    # A ring of water splits land in two as well: both counted, from any class's side.
+    ring = np.zeros((40, 40), np.uint8)
+    ring[5:35, 5:35] = 1
+    ring[10:30, 10:30] = 2
+    ring[15:25, 15:25] = 1
+    comp = compose(ring, ["Land", "Water", "Sand"])
+    assert {p.name: p.regions for p in comp.parts} == {"Land": 1, "Water": 2, "Sand": 1}

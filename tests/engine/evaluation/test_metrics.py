@@ -50,17 +50,62 @@ def test_java_free_tokenizer_on_tricky_text(text: str, tokens: str) -> None:
     assert ptb_tokenize(text) == tokens
 
 
+TRICKY = Path(__file__).resolve().parents[2] / "data" / "tricky_captions.txt"
+"""Strings that exercise the tokenizer's rules (one a line), from PTB's documentation, the issue
+that found the differences, and a fuzzer run against the Java tokenizer."""
+FOUND_IN_REVIEW = ["I cannot see it", "we are gonna go", "it costs 1,000.5 dollars", "don't-stop the music", "cats &amp; dogs"]
+
+
+def _shared_references(shared_data: Path) -> list[str]:
+    texts = []
+    for name in ("ucm-captions/dataset.json", "rsicd-sample/dataset_rsicd.json"):
+        texts += [s["raw"] for im in json.loads((shared_data / name).read_text())["images"] for s in im["sentences"]]
+    for path in sorted((shared_data / "rsicd-val-refs").glob("*.json")):
+        texts += [a["caption"] for a in json.loads(path.read_text())["annotations"]]
+    return texts
+
+
 @pytest.mark.java
-def test_java_free_tokenizer_agrees_on_the_rsicd_val_references(shared_data: Path) -> None:
-    data = json.loads((shared_data / "rsicd-val-refs" / "captions_rsicd_val_coco.json").read_text())
-    captions = [a["caption"] for a in data["annotations"]]
-    java, _ = tokenize_all({i: [c] for i, c in enumerate(captions)}, use_java=True)
-    differing = [c for i, c in enumerate(captions) if java[i][0] != ptb_tokenize(c)]
-    assert len(captions) == 5469
-    assert len(differing) <= 5  # >= 99.9%; measured: 0 differ
-    extra = ["Tree-lined road, 1,000 cars; \"quoted\"...", "it's (far)!", "U.S. can't $5 50%"]
-    java_extra, _ = tokenize_all({i: [c] for i, c in enumerate(extra)}, use_java=True)
-    assert [java_extra[i][0] for i in range(3)] == [ptb_tokenize(c) for c in extra]
+def test_java_free_tokenizer_equals_java_on_every_shared_reference_and_where_it_claims_to(shared_data: Path) -> None:
+    """Property: wherever the Java-free tokenizer says it is exact (every real reference here, and
+    most tricky strings), it gives the Java tokenizer's tokens; elsewhere its scores say approximate."""
+    from engine.evaluation.tokenize import clean, exact_for, java_ptb_lines, ptb_tokens
+
+    references = _shared_references(shared_data)
+    tricky = TRICKY.read_text(encoding="utf-8").splitlines()
+    assert len(references) == 16054 and len(tricky) > 250
+    texts = references + tricky + FOUND_IN_REVIEW
+    java = java_ptb_lines(texts)
+    exact = [exact_for(clean(t)) for t in texts]
+    assert all(exact[: len(references)]) and all(exact[-len(FOUND_IN_REVIEW):])
+    wrong = [(t, j, " ".join(ptb_tokens(t))) for t, j, e in zip(texts, java, exact, strict=True) if e and " ".join(ptb_tokens(t)) != j.strip()]
+    assert wrong == []
+    # The tricky strings are adversarial (a fuzzer's): measured 254 of 364 exact, the rest labelled approximate.
+    assert sum(exact[len(references) :]) >= 0.65 * (len(tricky) + len(FOUND_IN_REVIEW))
+
+
+@pytest.mark.parametrize("text", ["a café by the river", "C++ code", "a man...walks", "hello!world", "o'clock"])
+def test_text_the_tokenizer_is_not_checked_on_is_labelled_approximate(text: str) -> None:
+    from engine.evaluation.tokenize import PYTHON_APPROXIMATE, PYTHON_EXACT
+
+    assert tokenize_all({1: ["a river near trees"]}, use_java=False)[1] == PYTHON_EXACT
+    assert tokenize_all({1: ["a river near trees", text]}, use_java=False)[1] == PYTHON_APPROXIMATE
+    s = score_captions({1: ["a river near trees"]}, {1: text}, metrics=["CIDEr"], use_java=False)
+    assert s.tokenizer == PYTHON_APPROXIMATE
+
+
+@pytest.mark.parametrize("use_java", [pytest.param(True, marks=pytest.mark.java), False])
+@pytest.mark.parametrize("brk", ["\r", "\n", "\r\n", "\u2028", "\u2029", "\x0b", "\x85", "\x00"])
+def test_a_line_break_inside_a_caption_changes_no_score(use_java: bool, brk: str) -> None:
+    """A \\r in one caption used to shift every later caption against its references under Java
+    (CIDEr of this set fell from 3.694 to 0.305, without an error)."""
+    refs = {1: ["a plane is parked at the airport", "an airplane at an airport"], 2: ["many green trees in a park", "a park with trees"],
+            3: ["a river runs through the farmland", "a river beside farmland"]}
+    hyps = {1: "a plane parked at the airport", 2: "a park with many green trees", 3: "a river beside the farmland"}
+    clean = score_captions(refs, hyps, metrics=["CIDEr", "Bleu_4"], use_java=use_java)
+    broken = score_captions({**refs, 2: ["many green trees" + brk + "in a park", "a park with trees"]},
+                            {**hyps, 1: "a plane parked" + brk + "at the airport"}, metrics=["CIDEr", "Bleu_4"], use_java=use_java)
+    assert broken.corpus == pytest.approx(clean.corpus, abs=1e-12) and clean.corpus["CIDEr"] == pytest.approx(3.694, abs=1e-3)
 
 
 def _val_refs(shared_data: Path) -> dict[int, list[str]]:
