@@ -30,12 +30,22 @@ def generate_captions(
     device: str = "cpu",
     progress: Callable[[int, int], None] = lambda i, n: None,
     should_stop: Callable[[], bool] = lambda: False,
+    prompt_budget: int | None = None,
 ) -> tuple[list[str], int] | None:
-    """Captions for ``prompts`` in order, and the number of tokens generated; None if stopped."""
+    """Captions for ``prompts`` in order, and the number of tokens generated; None if stopped.
+
+    :param prompt_budget: the captioner's prompt budget: prompts are fitted to it as in training
+        (:func:`engine.captioning.data.fit_prompt`)
+    """
     import torch
+
+    from engine.captioning.data import fit_prompt, prompt_length
 
     tokenizer.padding_side = "left"
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    if prompt_budget is not None:
+        length = prompt_length(tokenizer)
+        prompts = [fit_prompt(p, length, prompt_budget) for p in prompts]
     encoded = [bos + tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     out: list[str] = [""] * len(prompts)

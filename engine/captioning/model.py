@@ -127,8 +127,26 @@ def add_lora(model: Any, settings: LoraSettings, *, quantized: bool) -> Any:
     return get_peft_model(model, config)
 
 
-def load_captioner(folder: Path, device: str) -> tuple[Any, Any]:
-    """A trained captioner for generation: a full model folder, or a LoRA adapter on its base.
+def load_adapter(adapter_dir: Path, *, device: str, load_in_4bit: bool, trust_remote_code: bool) -> Any:
+    """A LoRA adapter on its base, the base loaded as training loaded it: from the local cache or
+    its folder only, with the run's ``trust_remote_code``, in 4 bits for a QLoRA run.
+
+    :raises CaptioningError: if the base named by the adapter cannot be found here
+    """
+    import json
+
+    from peft import PeftModel
+
+    base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise CaptioningError(f"{adapter_dir}: adapter_config.json names no base model")
+    model, _ = load_pretrained(base, load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code, device=device)
+    return PeftModel.from_pretrained(model, adapter_dir)
+
+
+def load_captioner(folder: Path, device: str, *, load_in_4bit: bool = False, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """A trained captioner for generation: a full model folder, or a LoRA adapter on its base
+    (loaded as training did: see :func:`load_adapter`).
 
     :raises CaptioningError: if the folder holds no model
     """
@@ -140,12 +158,10 @@ def load_captioner(folder: Path, device: str) -> tuple[Any, Any]:
         raise CaptioningError(f"{folder}: no trained captioner here (model/ missing); train it first")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if (model_dir / "adapter_config.json").exists():
-        from peft import AutoPeftModelForCausalLM
-
-        model = AutoPeftModelForCausalLM.from_pretrained(model_dir)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir)
-    return model.to(device).eval(), tokenizer
+        model = load_adapter(model_dir, device=device, load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code)
+        return (model if load_in_4bit else model.to(device)).eval(), tokenizer
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
+    return model.to(device).eval(), tokenizer  # type: ignore[arg-type]  # transformers' stubs type .to() oddly
 
 
 def vocab_texts(prompts: Sequence[str], captions: Sequence[str]) -> list[str]:

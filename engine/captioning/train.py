@@ -1,10 +1,12 @@
 """Train a captioner: length-grouped batches, gradient accumulation, AdamW with warmup and cosine
 decay, validation loss each epoch, early stopping, checkpoint and resume.
 
-Folder (``out_dir``):
+Folder (``out_dir``): ``checkpoint`` links to the last complete ``ckpt-NNNN/``, written as one
+unit each epoch (:func:`engine.training.write_checkpoint`), and ``model`` links into it:
     model/        the best model so far (full weights, or the LoRA adapter) + tokenizer; loadable
                   with the Auto classes (peft's for an adapter), offline
-    trainer.pt    last epoch's trainable weights, optimizer, schedule, epoch and history: resume
+    trainer.pt    last epoch's trainable weights, optimizer, schedule, epoch and history: resume;
+                  tensors and plain values only (loads with ``weights_only=True``)
     metrics.json  loss curve and validation losses
 """
 
@@ -13,13 +15,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.captioning.data import Encoded, collate, length_grouped_batches, random_batches
-from engine.training import warmup_cosine
+from engine.captioning.errors import CaptioningError
+from engine.training import latest_checkpoint, link_or_copy, warmup_cosine, write_checkpoint
 
 Progress = Callable[..., None]
 
@@ -100,10 +104,17 @@ def train_captioner(
     pad_id = tokenizer.pad_token_id
     out_dir.mkdir(parents=True, exist_ok=True)
     start_epoch, step, history, best, bad_epochs = 0, 0, [], float("inf"), 0
-    trainer_file = out_dir / "trainer.pt"
-    if trainer_file.exists():
-        state = torch.load(trainer_file, map_location=device, weights_only=False)
-        model.load_state_dict(state["weights"], strict=False)
+    last = latest_checkpoint(out_dir) or (out_dir if (out_dir / "trainer.pt").is_file() else None)
+    if last is not None:
+        state = torch.load(last / "trainer.pt", map_location=device, weights_only=True)
+        expected = {n for n, p in model.named_parameters() if p.requires_grad}
+        if set(state["weights"]) != expected:
+            odd = sorted(set(state["weights"]) ^ expected)
+            raise CaptioningError(f"{out_dir}: its checkpoint's trainable weights differ from this model's ({len(odd)} differ, "
+                                  f"e.g. {odd[0]}); it was trained with another base or LoRA settings")
+        loaded = model.load_state_dict(state["weights"], strict=False)
+        if set(loaded.unexpected_keys):
+            raise CaptioningError(f"{out_dir}: checkpoint weights {loaded.unexpected_keys[:3]} are not in this model")
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start_epoch, step, history, best, bad_epochs = state["epoch"], state["step"], state["history"], state["best"], state["bad_epochs"]
@@ -139,15 +150,24 @@ def train_captioner(
         if improved or math.isnan(val_loss):
             best = val_loss if improved else best
             bad_epochs = 0
-            _save_model(model, tokenizer, out_dir / "model", merge_lora=False)
         else:
             bad_epochs += 1
         state = {"weights": _trainable_state(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                  "epoch": epoch + 1, "step": step, "history": history, "best": best, "bad_epochs": bad_epochs}
-        tmp = out_dir / ".trainer.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, trainer_file)
-        (out_dir / "metrics.json").write_text(json.dumps({"history": history, "best_val_loss": best, "config": asdict(config), **(save_extra or {})}, indent=2))
+        metrics = {"history": history, "best_val_loss": best, "config": asdict(config), **(save_extra or {})}
+        previous = latest_checkpoint(out_dir)
+        save_now = improved or math.isnan(val_loss) or previous is None or not (previous / "model").is_dir()
+
+        def fill(folder: Path) -> None:
+            if save_now:
+                _save_model(model, tokenizer, folder / "model", merge_lora=False)
+            else:  # the best model is an earlier epoch's: the same files, linked
+                link_or_copy(previous / "model", folder / "model")  # type: ignore[operator]
+            torch.save(state, folder / "trainer.pt")
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+        write_checkpoint(out_dir, epoch + 1, fill)
+        _link_model(out_dir)
         progress(step, total, f"epoch {epoch + 1} validated", val_loss=val_loss)
         result = TrainResult(epoch + 1, best, history, resumed_from=resumed_from, steps=step)
         if bad_epochs >= config.patience:
@@ -160,33 +180,44 @@ def train_captioner(
     return result
 
 
+def _link_model(out_dir: Path) -> None:
+    """``out_dir/model`` names the best model of the last checkpoint (where loaders look)."""
+    link = out_dir / "model"
+    if link.is_symlink():
+        return
+    if link.is_dir():  # a run from before checkpoint folders: its model now lives in the checkpoint
+        shutil.rmtree(link)
+    link.symlink_to("checkpoint/model")
+
+
 def _save_model(model: Any, tokenizer: Any, folder: Path, *, merge_lora: bool) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
-        import shutil
-
         shutil.rmtree(tmp)
     to_save = model.merge_and_unload() if merge_lora and hasattr(model, "merge_and_unload") else model
     to_save.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     os.replace(tmp, folder)
 
 
-def merge_saved_adapter(folder: Path) -> bool:
+def merge_saved_adapter(folder: Path, *, trust_remote_code: bool = False) -> bool:
     """Replace a saved LoRA adapter by the base model with the adapter merged in (for inference).
+
+    The base is loaded from the local cache or its folder only (nothing is downloaded), in full
+    precision even for a QLoRA run: merging into 4-bit weights would round the adapter away.
 
     :returns: False if the folder held a full model already
     """
+    folder = folder.resolve()
     if not (folder / "adapter_config.json").exists():
         return False
-    from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer
 
-    model = AutoPeftModelForCausalLM.from_pretrained(folder)
+    from engine.captioning.model import load_adapter
+
+    model = load_adapter(folder, device="cpu", load_in_4bit=False, trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     _save_model(model, tokenizer, folder, merge_lora=True)
     return True

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.datasets.errors import DatasetError
+from engine.process import die_with_parent
 
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "TIFF": "TIFF"}
 _PNG_END = b"IEND\xaeB`\x82"
@@ -132,7 +133,7 @@ class ProbeBatch:
         self._pool: ProcessPoolExecutor | None = None
         if len(self.paths) >= PARALLEL_FROM and workers > 1:
             context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent)
             size = max(64, len(self.paths) // (workers * 8))
             self._futures = [
                 self._pool.submit(_probe_chunk, self.paths[i : i + size], verify)

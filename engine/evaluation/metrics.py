@@ -240,7 +240,20 @@ def corpus_from_weights(scores: Scores, weights: np.ndarray, meteor: MeteorSessi
     return out
 
 
+def image_of(key: Hashable) -> Hashable:
+    """The image a scored key belongs to: leave-one-out keys are ``(image, i)``."""
+    return key[0] if isinstance(key, tuple) else key
+
+
+def _images(keys: Sequence[Hashable]) -> tuple[list[Hashable], np.ndarray]:
+    """The distinct images of ``keys`` (first-seen order) and, per key, its image's index."""
+    index: dict[Hashable, int] = {}
+    of = np.array([index.setdefault(image_of(k), len(index)) for k in keys], dtype=np.int64)
+    return list(index), of
+
+
 def _resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) how often each of ``n`` units is drawn in each resample."""
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n, size=(resamples, n))
     weights = np.zeros((resamples, n))
@@ -251,8 +264,10 @@ def _resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
 def bootstrap(
     scores: Scores, *, resamples: int = 1000, seed: int = 0, level: float = 0.95, meteor: MeteorSession | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of every corpus metric over image resamples (from cached statistics)."""
-    weights = _resample_weights(len(scores.keys), resamples, seed)
+    """Percentile intervals of every corpus metric over resamples of the *images* (from cached
+    statistics). Leave-one-out keys of one image are drawn together: they are not independent."""
+    images, of = _images(scores.keys)
+    weights = _resample_weights(len(images), resamples, seed)[:, of]
     tail = (1 - level) / 2 * 100
     return {
         m: (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
@@ -263,16 +278,21 @@ def bootstrap(
 def paired_bootstrap(
     a: Scores, b: Scores, *, resamples: int = 1000, seed: int = 0, level: float = 0.95, meteor: MeteorSession | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Difference b - a on the same images, with its interval from shared resamples.
+    """Difference b - a on the same images, with its interval from shared resamples of the images
+    (either side may be leave-one-out references, several keys per image).
 
     :raises EvaluationError: if the two were scored on different images
     """
-    if set(a.keys) != set(b.keys):
-        raise EvaluationError(f"paired comparison needs the same images; {len(set(a.keys) ^ set(b.keys))} differ")
-    order = [b.keys.index(k) for k in a.keys] if a.keys != b.keys else list(range(len(a.keys)))
-    b = _reordered(b, order)
-    weights = _resample_weights(len(a.keys), resamples, seed)
-    wa, wb = corpus_from_weights(a, weights, meteor), corpus_from_weights(b, weights, meteor)
+    images_a, of_a = _images(a.keys)
+    images_b, of_b = _images(b.keys)
+    if set(images_a) != set(images_b):
+        differ = len(set(images_a) ^ set(images_b))
+        raise EvaluationError(f"paired comparison needs the same images; {differ} of {len(set(images_a) | set(images_b))} differ "
+                              "(evaluate one with subset=THE_OTHER to score it on the other's images)")
+    position = {image: i for i, image in enumerate(images_a)}
+    remap = np.array([position[image] for image in images_b], dtype=np.int64)
+    drawn = _resample_weights(len(images_a), resamples, seed)
+    wa, wb = corpus_from_weights(a, drawn[:, of_a], meteor), corpus_from_weights(b, drawn[:, remap[of_b]], meteor)
     tail = (1 - level) / 2 * 100
     out = {}
     for m in wa.keys() & wb.keys():
@@ -286,21 +306,16 @@ def paired_bootstrap(
     return out
 
 
-def _reordered(s: Scores, order: list[int]) -> Scores:
-    return Scores(
-        [s.keys[i] for i in order], s.corpus, {m: v[order] for m, v in s.per_image.items()},
-        s.bleu_stats[order], None if s.meteor_stats is None else s.meteor_stats[order], s.unavailable, s.tokenizer,
-    )
-
-
 def group_scores(scores: Scores, groups: Sequence[Hashable], meteor: MeteorSession | None = None) -> dict[Hashable, dict[str, float]]:
     """Corpus scores within each group (e.g. scene), computed as the corpus scores are."""
     labels = list(groups)
     names = sorted(set(labels), key=str)
     weights = np.array([[g == label for g in labels] for label in names], dtype=np.float64)
     rows = corpus_from_weights(scores, weights, meteor)
+    images = [image_of(k) for k in scores.keys]
+    counts = {label: len({im for im, g in zip(images, labels, strict=True) if g == label}) for label in names}
     return {
-        label: {m: float(v[i]) for m, v in rows.items()} | {"images": int(weights[i].sum())}
+        label: {m: float(v[i]) for m, v in rows.items()} | {"images": counts[label], "captions": int(weights[i].sum())}
         for i, label in enumerate(names)
     }
 

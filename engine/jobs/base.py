@@ -67,9 +67,15 @@ class JobContext:
     on_progress: Callable[[Progress], None] = lambda p: None
     stop_requested: Callable[[], bool] = lambda: False
     job_id: int | None = None
+    on_run: Callable[[int], None] = lambda run_id: None
+    """Told the run a job works on as soon as it exists (a queued job's row then names it, so every
+    attempt's progress belongs to the run, not only the one that succeeded)."""
 
     def progress(self, step: int, total: int | None = None, message: str = "", **metrics: float) -> None:
         self.on_progress(Progress(step, total, message, {k: float(v) for k, v in metrics.items()}))
+
+    def attach_run(self, run_id: int) -> None:
+        self.on_run(run_id)
 
     def should_stop(self) -> bool:
         return self.stop_requested()

@@ -79,7 +79,8 @@ def execute(ws: Workspace, job_id: int, log_path: str | None = None) -> int:
     log.addHandler(handler)
     log.propagate = False
     sink = ProgressSink(db, job_id)
-    ctx = JobContext(workspace=ws, db=db, log=log, on_progress=sink, stop_requested=lambda: stop["requested"] or _cancel_flag(db, job_id), job_id=job_id)
+    ctx = JobContext(workspace=ws, db=db, log=log, on_progress=sink, stop_requested=lambda: stop["requested"] or _cancel_flag(db, job_id), job_id=job_id,
+                     on_run=lambda run_id: q.attach_run(db, job_id, run_id))
     log.info("job #%d %s %s (attempt %d)", job_id, job.kind, job.params, job.attempt)
     try:
         kind = get_kind(job.kind)

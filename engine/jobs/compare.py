@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.evaluation.metrics import EvaluationError, MeteorSession, paired_bootstrap
+from engine.evaluation.metrics import EvaluationError, MeteorSession, image_of, paired_bootstrap
 from engine.evaluation.tokenize import java_available
 from engine.jobs.kinds.evaluation import load_stats
 from engine.store.results import latest_evaluation
@@ -47,4 +47,4 @@ def compare_runs(ws: Workspace, a: str, b: str, *, resamples: int = 1000, seed: 
         if session is not None:
             session.close()
     rows = {m: {"a": sa.corpus[m], "b": sb.corpus[m], **d} for m, d in sorted(diff.items(), key=lambda kv: list(sa.corpus).index(kv[0]))}
-    return Comparison(ra.name, rb.name, len(sa.keys), rows)
+    return Comparison(ra.name, rb.name, len({image_of(k) for k in sa.keys}), rows)

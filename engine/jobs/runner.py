@@ -20,7 +20,6 @@ cancel (``scancel``) and heartbeat protocol stay the same.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import shutil
@@ -31,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.process import die_with_parent
 from engine.store import jobs as q
 from engine.workspace import Workspace
 
@@ -178,7 +178,7 @@ class Runner:
             code = 1
             try:
                 os.setsid()
-                _die_with_parent()
+                die_with_parent()
                 fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
@@ -223,12 +223,3 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the runner dies (no effect elsewhere)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass

@@ -1,18 +1,20 @@
 """Train a segmenter: weighted cross-entropy + Dice, cosine schedule, validation each epoch,
 checkpoint each epoch, resume from the last checkpoint, stop on request.
 
-Checkpoint folder (``out_dir``):
+Run folder (``out_dir``): ``checkpoint`` links to the last complete ``ckpt-NNNN/`` folder, which
+holds (written as one unit, see :func:`engine.training.write_checkpoint`):
     model.safetensors   weights
     params.json         model config, training config, class names: enough to rebuild and predict
     metrics.json        validation metrics per epoch (last epoch's on top)
-    trainer.pt          optimizer, schedule, epoch and history, for resume
+    trainer.pt          optimizer, schedule, epoch and history, for resume (tensors and plain
+                        values only: it loads with ``weights_only=True``, so a planted file cannot
+                        run code)
     confusion.png       the last validation confusion matrix
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from engine.segmentation.data import EvalSet, Item, TrainingSet
 from engine.segmentation.errors import SegmentationError
 from engine.segmentation.metrics import IGNORE, confusion, iou, mean_iou, pixel_accuracy
 from engine.segmentation.model import ModelConfig, build_model
-from engine.training import device_for, warmup_cosine
+from engine.training import device_for, latest_checkpoint, warmup_cosine, write_checkpoint
 
 Progress = Callable[..., None]
 
@@ -161,12 +163,12 @@ def train(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     start_epoch, step, history = 0, 0, []
-    trainer_file = out_dir / "trainer.pt"
-    if trainer_file.exists():
-        state = torch.load(trainer_file, map_location=device, weights_only=False)
+    last = latest_checkpoint(out_dir)
+    if last is not None:
+        state = torch.load(last / "trainer.pt", map_location=device, weights_only=True)
         if state.get("model_config") != model_config.to_dict():
             raise SegmentationError(f"{out_dir}: its checkpoint was trained with {state.get('model_config')}; it cannot be resumed as {model_config.to_dict()}")
-        model.load_state_dict(load_file(out_dir / "model.safetensors", device=device))
+        model.load_state_dict(load_file(last / "model.safetensors", device=device))
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
@@ -218,27 +220,21 @@ def train(
 
 def _save(out_dir: Path, model: Any, states: dict[str, Any], epoch: int, step: int, history: list[dict[str, Any]],
           model_config: ModelConfig, config: TrainConfig, class_names: Sequence[str], ignore: Sequence[int], save_file: Any) -> None:
-    """Write the checkpoint files; each is written to a temporary name and renamed, so a crash
-    mid-save leaves the previous epoch's checkpoint intact."""
+    """Write the epoch's checkpoint as one unit (a crash leaves the previous one whole)."""
     import torch
 
-    def atomic(name: str, write: Callable[[str], None]) -> None:
-        tmp = out_dir / f".{name}.tmp"
-        write(str(tmp))
-        os.replace(tmp, out_dir / name)
-
     state_dict = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic("model.safetensors", lambda p: save_file(state_dict, p))
     params = {"model": model_config.to_dict(), "train": asdict(config), "class_names": list(class_names), "ignore": list(ignore)}
-    atomic("params.json", lambda p: _write(p, json.dumps(params, indent=2)))
-    atomic("metrics.json", lambda p: _write(p, json.dumps({"last": history[-1], "history": history}, indent=2)))
-    atomic("confusion.png", lambda p: draw_confusion(np.array(history[-1]["confusion"]), class_names, ignore).save(p, format="PNG"))
     trainer = {**states, "epoch": epoch, "step": step, "history": history, "model_config": model_config.to_dict()}
-    atomic("trainer.pt", lambda p: torch.save(trainer, p))
 
+    def fill(folder: Path) -> None:
+        save_file(state_dict, str(folder / "model.safetensors"))
+        (folder / "params.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
+        (folder / "metrics.json").write_text(json.dumps({"last": history[-1], "history": history}, indent=2), encoding="utf-8")
+        draw_confusion(np.array(history[-1]["confusion"]), class_names, ignore).save(folder / "confusion.png", format="PNG")
+        torch.save(trainer, folder / "trainer.pt")
 
-def _write(path: str, text: str) -> None:
-    Path(path).write_text(text, encoding="utf-8")
+    write_checkpoint(out_dir, epoch, fill)
 
 
 def draw_confusion(cm: np.ndarray, names: Sequence[str], ignore: Sequence[int]) -> Any:
@@ -268,13 +264,25 @@ def draw_confusion(cm: np.ndarray, names: Sequence[str], ignore: Sequence[int]) 
     return img
 
 
+def load_params(model_dir: Path) -> dict[str, Any] | None:
+    """The params.json of a run folder's last checkpoint (model config, class names, ...), if any."""
+    folder = latest_checkpoint(model_dir) or model_dir
+    try:
+        data = json.loads((folder / "params.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def load_checkpoint(model_dir: Path, device: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """Rebuild a trained model from its folder; returns ``(model in eval mode, params)``.
+    """Rebuild a trained model from its run folder (its last checkpoint; runs from before
+    checkpoint folders kept the files at the top); returns ``(model in eval mode, params)``.
 
     :raises SegmentationError: if the folder holds no checkpoint
     """
     from safetensors.torch import load_file
 
+    model_dir = latest_checkpoint(model_dir) or model_dir
     params_file = model_dir / "params.json"
     weights = model_dir / "model.safetensors"
     if not params_file.is_file() or not weights.is_file():

@@ -36,8 +36,35 @@ def get_dataset_by_id(db: sqlite_utils.Database, dataset_id: int) -> Dataset | N
     return _dataset(rows[0]) if rows else None
 
 
-def list_datasets(db: sqlite_utils.Database) -> list[Dataset]:
-    return [_dataset(r) for r in db.query("SELECT * FROM datasets ORDER BY id")]
+def list_datasets(db: sqlite_utils.Database, *, superseded: bool = False) -> list[Dataset]:
+    """Datasets, oldest first; replaced ones kept for their ratings only with ``superseded``."""
+    where = "" if superseded else " WHERE superseded_at IS NULL"
+    return [_dataset(r) for r in db.query(f"SELECT * FROM datasets{where} ORDER BY id")]
+
+
+ROW_KINDS = ("segmentation", "composition", "generation", "baseline", "evaluation", "classification")
+"""Run kinds whose results are rows about a dataset's images (trained models are files, and stay)."""
+
+
+def delete_dataset_and_its_rows(db: sqlite_utils.Database, dataset_id: int) -> list[tuple[str, str | None]]:
+    """Delete an unrated dataset and the runs made on it that hold only its rows (they would stay
+    as empty shells); trained models stay. Inside the caller's transaction.
+
+    :returns: (name, artifact folder) of each run deleted, so the caller can remove the folders
+    """
+    marks = ",".join("?" * len(ROW_KINDS))
+    runs = db.conn.execute(f"SELECT id, name, artifact_dir FROM runs WHERE dataset_id = ? AND kind IN ({marks})",
+                           [dataset_id, *ROW_KINDS]).fetchall()
+    db.conn.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
+    db.conn.executemany("DELETE FROM runs WHERE id = ?", [(r[0],) for r in runs])
+    return [(name, folder) for _, name, folder in runs]
+
+
+def dataset_ratings(db: sqlite_utils.Database, dataset_id: int) -> int:
+    """Rating rows on captions generated for the dataset's images."""
+    return int(db.conn.execute(
+        "SELECT COUNT(*) FROM ratings r JOIN generations g ON g.id = r.generation_id JOIN images i ON i.id = g.image_id"
+        " WHERE i.dataset_id = ?", [dataset_id]).fetchone()[0])
 
 
 class DatasetWriter:
@@ -65,6 +92,10 @@ class DatasetWriter:
         self.db = db
         self._dataset = dict(name=name, kind=kind, source_format=source_format, root=root, annotations=annotations, meta=meta)
         self.replace = replace
+        self.superseded: tuple[str, int] | None = None
+        """(new name, ratings) of a replaced dataset that was kept because its captions were rated."""
+        self.emptied: list[tuple[str, str | None]] = []
+        """(name, folder) of runs deleted with a replaced dataset: they held only its rows."""
         self.dataset_id = 0
         self.first_image_id = 0
         self._images = 0
@@ -80,7 +111,13 @@ class DatasetWriter:
             if old is not None:
                 if not self.replace:
                     raise ValueError(f"dataset {d['name']!r} exists")
-                conn.execute("DELETE FROM datasets WHERE id = ?", [old[0]])
+                rated = dataset_ratings(self.db, old[0])
+                if rated:  # ratings are never deleted: the old dataset stays, under another name
+                    kept = f"{d['name']}~{old[0]}"
+                    conn.execute("UPDATE datasets SET name = ?, superseded_at = ? WHERE id = ?", [kept, now(), old[0]])
+                    self.superseded = (kept, rated)
+                else:
+                    self.emptied = delete_dataset_and_its_rows(self.db, old[0])
             cur = conn.execute(
                 "INSERT INTO datasets (name, kind, source_format, root, annotations, meta, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -164,7 +201,8 @@ def insert_dataset(
 ) -> Dataset:
     """Insert a dataset with its images and references in one transaction.
 
-    :param replace: delete an existing dataset of the same name first (same transaction)
+    :param replace: replace an existing dataset of the same name (same transaction): it is deleted,
+        or kept as ``name~id`` when captions of its images were rated
     :raises ValueError: if the name exists and ``replace`` is false
     """
     with DatasetWriter(

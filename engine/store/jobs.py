@@ -168,6 +168,12 @@ def record_progress(db: sqlite_utils.Database, job_id: int, fraction: float | No
         )
 
 
+def attach_run(db: sqlite_utils.Database, job_id: int, run_id: int) -> None:
+    """Record the run a job works on while it runs (its curve then includes failed attempts)."""
+    with db.atomic():
+        db.execute("UPDATE jobs SET run_id = ? WHERE id = ?", [run_id, job_id])
+
+
 def heartbeat(db: sqlite_utils.Database, job_ids: Sequence[int]) -> None:
     if job_ids:
         with db.atomic():

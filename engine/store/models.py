@@ -24,6 +24,8 @@ class Dataset:
     annotations: str | None
     meta: dict[str, Any]
     created_at: str
+    superseded_at: str | None = None
+    """Set when a dataset of the same name replaced it; it is kept because its captions were rated."""
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,11 @@ def scores_of(db: sqlite_utils.Database, run_id: int) -> dict[int, dict[str, flo
 
 
 def latest_evaluation(db: sqlite_utils.Database, generation_run_id: int) -> int | None:
-    """The newest complete evaluation run of a generation run, if any."""
+    """The newest complete evaluation run of a generation run over all its images (else the newest
+    over a subset), if any."""
     row = db.conn.execute(
-        "SELECT id FROM runs WHERE kind = 'evaluation' AND parent_run_id = ? AND status = 'complete' ORDER BY id DESC LIMIT 1",
+        "SELECT id FROM runs WHERE kind = 'evaluation' AND parent_run_id = ? AND status = 'complete'"
+        " ORDER BY json_extract(params, '$.subset') IS NOT NULL, id DESC LIMIT 1",  # a full evaluation before a subset's
         [generation_run_id],
     ).fetchone()
     return int(row[0]) if row else None
@@ -85,6 +87,17 @@ class Rating:
     flags: list[str]
     note: str
     created_at: str
+    undoes: int | None = None
+    """Set on a row that withdraws the rating row ``undoes`` (it restores what was current before)."""
+
+    @property
+    def empty(self) -> bool:
+        """No score, flag or note: a withdrawn first rating."""
+        return self.score is None and not self.flags and not self.note
+
+
+def _rating(row: dict[str, Any]) -> Rating:
+    return Rating(**{**row, "flags": json.loads(row["flags"])})
 
 
 def add_rating(
@@ -114,11 +127,32 @@ def add_rating(
             [generation_id, reviewer, score, json.dumps(sorted(set(flags))), note, now()],
         )
     row = next(db.query("SELECT * FROM ratings WHERE id = ?", [cur.lastrowid]))
-    return Rating(**{**row, "flags": json.loads(row["flags"])})
+    return _rating(row)
+
+
+def withdraw_rating(db: sqlite_utils.Database, rating_id: int, reviewer: str) -> Rating | None:
+    """Undo one of a reviewer's rating rows: a new row restores what was current before it (or
+    nothing), and records which row it withdraws. No row is deleted: history stays whole.
+
+    :returns: the new current rating, or None if ``rating_id`` is not this reviewer's
+    """
+    with db.atomic():
+        row = db.conn.execute("SELECT generation_id FROM ratings WHERE id = ? AND reviewer = ?", [rating_id, reviewer]).fetchone()
+        if row is None:
+            return None
+        before = db.conn.execute(
+            "SELECT score, flags, note FROM ratings WHERE generation_id = ? AND reviewer = ? AND id < ? ORDER BY id DESC LIMIT 1",
+            [row[0], reviewer, rating_id]).fetchone()
+        score, flags, note = before if before else (None, "[]", "")
+        cur = db.conn.execute(
+            "INSERT INTO ratings (generation_id, reviewer, score, flags, note, created_at, undoes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [row[0], reviewer, score, flags, note, now(), rating_id])
+    return _rating(next(db.query("SELECT * FROM ratings WHERE id = ?", [cur.lastrowid])))
 
 
 def current_ratings(db: sqlite_utils.Database, run_id: int) -> list[Rating]:
-    """The latest rating of every (generation, reviewer) of a generation run."""
+    """The latest rating of every (generation, reviewer) of a generation run (a rating withdrawn to
+    nothing is left out)."""
     rows = db.query(
         "SELECT r.* FROM ratings r JOIN generations g ON g.id = r.generation_id"
         " WHERE g.run_id = ? AND r.id = (SELECT MAX(id) FROM ratings r2"
@@ -126,7 +160,7 @@ def current_ratings(db: sqlite_utils.Database, run_id: int) -> list[Rating]:
         " ORDER BY r.generation_id, r.reviewer",
         [run_id],
     )
-    return [Rating(**{**r, "flags": json.loads(r["flags"])}) for r in rows]
+    return [rating for rating in map(_rating, rows) if not rating.empty]
 
 
 def export_rows(db: sqlite_utils.Database, run_id: int, split: str | None = None) -> list[dict[str, Any]]:
@@ -163,3 +197,49 @@ def export_rows(db: sqlite_utils.Database, run_id: int, split: str | None = None
             "scores": scores.get(g["image_id"], {}), "ratings": ratings.get(g["id"], []),
         })
     return out
+
+
+def rating_history(db: sqlite_utils.Database, run_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Every rating row (history included) of the runs' captions, with the caption and its image,
+    for a file written before those ratings are deleted."""
+    if not run_ids:
+        return []
+    marks = ",".join("?" * len(run_ids))
+    return [{**r, "flags": json.loads(r["flags"])} for r in db.query(
+        "SELECT r.id, r.generation_id, ru.name AS run, i.filename, i.source_id, g.text AS caption, r.reviewer, r.score,"
+        " r.flags, r.note, r.created_at, r.undoes FROM ratings r JOIN generations g ON g.id = r.generation_id"
+        f" JOIN runs ru ON ru.id = g.run_id JOIN images i ON i.id = g.image_id WHERE g.run_id IN ({marks}) ORDER BY r.id",
+        list(run_ids))]
+
+
+@dataclass(frozen=True)
+class RunContents:
+    """What deleting a run removes from the store."""
+
+    captions: int
+    scores: int
+    masks: int
+    compositions: int
+    ratings: int
+
+
+def run_contents(db: sqlite_utils.Database, run_id: int) -> RunContents:
+    def count(sql: str) -> int:
+        return int(db.conn.execute(sql, [run_id]).fetchone()[0])
+
+    return RunContents(
+        captions=count("SELECT COUNT(*) FROM generations WHERE run_id = ?"),
+        scores=count("SELECT COUNT(*) FROM scores WHERE run_id = ?"),
+        masks=count("SELECT COUNT(*) FROM masks WHERE run_id = ?"),
+        compositions=count("SELECT COUNT(*) FROM compositions WHERE run_id = ?"),
+        ratings=count("SELECT COUNT(*) FROM ratings r JOIN generations g ON g.id = r.generation_id WHERE g.run_id = ?"),
+    )
+
+
+def delete_runs_and_ratings(db: sqlite_utils.Database, run_ids: Sequence[int]) -> None:
+    """Delete runs and, first, the ratings of their captions, in one transaction. Only for a user's
+    explicit `workbench runs delete --yes`, after those ratings were written to a file."""
+    marks = ",".join("?" * len(run_ids))
+    with db.atomic():
+        db.execute(f"DELETE FROM ratings WHERE generation_id IN (SELECT id FROM generations WHERE run_id IN ({marks}))", list(run_ids))
+        db.execute(f"DELETE FROM runs WHERE id IN ({marks})", list(run_ids))

@@ -64,13 +64,15 @@ def browse_rows(db: sqlite_utils.Database, q: BrowseQuery) -> list[BrowseRow]:
         raise ValueError(f"sort: {q.sort!r} is not one of {', '.join(SORT_COLUMNS)}")
     where = ["i.dataset_id = ?"]
     args: list[Any] = []
+    # Rated: the reviewer's current rating (the newest row) of a caption of the image has a score.
+    current = ("EXISTS (SELECT 1 FROM generations g JOIN ratings r ON r.generation_id = g.id"
+               " WHERE g.image_id = i.id{run} AND r.reviewer = ? AND r.score IS NOT NULL"
+               " AND r.id = (SELECT MAX(id) FROM ratings r2 WHERE r2.generation_id = g.id AND r2.reviewer = r.reviewer))")
     if q.generation_run_id is not None:
-        rated = ("EXISTS (SELECT 1 FROM generations g JOIN ratings r ON r.generation_id = g.id"
-                 " WHERE g.image_id = i.id AND g.run_id = ? AND r.reviewer = ? AND r.score IS NOT NULL)")
+        rated = current.format(run=" AND g.run_id = ?")
         args += [q.generation_run_id, q.reviewer]
     else:
-        rated = ("EXISTS (SELECT 1 FROM generations g JOIN ratings r ON r.generation_id = g.id"
-                 " WHERE g.image_id = i.id AND r.reviewer = ? AND r.score IS NOT NULL)")
+        rated = current.format(run="")
         args.append(q.reviewer)
     if q.evaluation_run_id is not None:
         score = "(SELECT value FROM scores s WHERE s.run_id = ? AND s.image_id = i.id AND s.metric = ?)"
@@ -181,23 +183,9 @@ def review_queue(db: sqlite_utils.Database, run_id: int, reviewer: str) -> list[
             for g, im, text, fn, scene, rid, score, flags, note in rows]
 
 
-def current_rating(db: sqlite_utils.Database, generation_id: int, reviewer: str) -> tuple[int, int | None, list[str], str] | None:
-    """(rating id, score, flags, note) of a reviewer's current rating of one caption."""
-    row = db.conn.execute(
-        "SELECT id, score, flags, note FROM ratings WHERE generation_id = ? AND reviewer = ? ORDER BY id DESC LIMIT 1",
-        [generation_id, reviewer]).fetchone()
-    return (row[0], row[1], json.loads(row[2]), row[3]) if row else None
-
-
-def delete_rating(db: sqlite_utils.Database, rating_id: int, reviewer: str) -> bool:
-    """Undo: remove one of a reviewer's own rating rows, so the one before it is current again."""
-    with db.atomic():
-        cur = db.conn.execute("DELETE FROM ratings WHERE id = ? AND reviewer = ?", [rating_id, reviewer])
-    return cur.rowcount == 1
-
-
 def run_curve(db: sqlite_utils.Database, run_id: int) -> list[dict[str, float]]:
-    """The metrics a run's jobs reported while it trained (every attempt, in order)."""
+    """The metrics a run's jobs reported while it trained: every attempt, the failed and
+    interrupted ones too (a job names its run as soon as it starts working on it)."""
     return [json.loads(m) for (m,) in db.conn.execute(
         "SELECT e.metrics FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE j.run_id = ? AND e.metrics != '{}'"
         " ORDER BY e.id", [run_id])]

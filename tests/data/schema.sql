@@ -15,7 +15,7 @@ CREATE TABLE datasets (
     annotations TEXT,                     -- absolute path of the annotation file, if any
     meta TEXT NOT NULL DEFAULT '{}',      -- JSON: class table of a segmentation set, ingest options
     created_at TEXT NOT NULL
-);
+, superseded_at TEXT);
 CREATE TABLE images (
     id INTEGER PRIMARY KEY,
     dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
@@ -56,20 +56,6 @@ CREATE TRIGGER captions_au AFTER UPDATE OF text ON captions BEGIN
     INSERT INTO captions_fts(captions_fts, rowid, text) VALUES ('delete', old.id, old.text);
     INSERT INTO captions_fts(rowid, text) VALUES (new.id, new.text);
 END;
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL CHECK (kind IN ('segmenter', 'segmentation', 'composition', 'captioner',
-                                       'generation', 'evaluation', 'baseline')),
-    name TEXT NOT NULL UNIQUE,
-    parent_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
-    dataset_id INTEGER REFERENCES datasets(id) ON DELETE SET NULL,
-    params TEXT NOT NULL DEFAULT '{}',
-    metrics TEXT NOT NULL DEFAULT '{}',
-    artifact_dir TEXT,
-    status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'complete', 'failed')),
-    created_at TEXT NOT NULL,
-    finished_at TEXT
-);
 CREATE TABLE masks (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
@@ -99,16 +85,6 @@ CREATE TABLE scores (
     value REAL NOT NULL,
     PRIMARY KEY (run_id, image_id, metric)
 );
-CREATE TABLE ratings (
-    id INTEGER PRIMARY KEY,
-    generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
-    reviewer TEXT NOT NULL,
-    score INTEGER CHECK (score BETWEEN 1 AND 5),
-    flags TEXT NOT NULL DEFAULT '[]',
-    note TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL
-);
-CREATE INDEX ratings_generation_reviewer ON ratings(generation_id, reviewer, id);
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -155,3 +131,33 @@ CREATE TABLE runners (
 CREATE INDEX generations_image ON generations(image_id);
 CREATE INDEX masks_image ON masks(image_id);
 CREATE INDEX compositions_image ON compositions(image_id);
+CREATE TABLE "runs" (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('segmenter', 'segmentation', 'composition', 'captioner', 'generation',
+                                       'evaluation', 'baseline', 'classifier', 'classification')),
+    name TEXT NOT NULL UNIQUE,            -- family, or family.version for versions after the first
+    family TEXT NOT NULL,                 -- what a bare name means: the newest version of this family
+    version INTEGER NOT NULL DEFAULT 1,
+    parent_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+    dataset_id INTEGER REFERENCES datasets(id) ON DELETE SET NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    artifact_dir TEXT,
+    status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'complete', 'failed', 'superseded')),
+    superseded_by INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX runs_family ON runs(family, version);
+CREATE INDEX runs_parent ON runs(parent_run_id);
+CREATE TABLE "ratings" (
+    id INTEGER PRIMARY KEY,
+    generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE RESTRICT,
+    reviewer TEXT NOT NULL,
+    score INTEGER CHECK (score BETWEEN 1 AND 5),
+    flags TEXT NOT NULL DEFAULT '[]',
+    note TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    undoes INTEGER REFERENCES ratings(id)  -- this row withdraws that one (deleted only together, by `runs delete`)
+);
+CREATE INDEX ratings_generation_reviewer ON ratings(generation_id, reviewer, id);

@@ -95,6 +95,29 @@ def test_demo_draws_ingests_and_queues_the_pipeline(cli) -> None:  # type: ignor
     assert listing.exit_code == 0 and "train-segmenter" in listing.output
 
 
+@pytest.mark.slow
+def test_demo_fresh_starts_new_versions_and_keeps_what_was_rated(cli) -> None:  # type: ignore[no-untyped-def]
+    """The demo wires its steps by run family: a fresh rerun gives every run a new version, and the
+    rated captions of the first run (and their dataset) stay as they were."""
+    args = ("demo", "--fast", "--images", "24", "--drone-images", "6", "--no-tui")
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    assert "eval.gen.cap.test\n" in first.output and "eval.knn.compose.seg.synthetic.test\n" in first.output
+    rated = cli("rate", "1", "4", "--note", "keep me", "--flag", "grammar")
+    assert rated.exit_code == 0, rated.output
+    again = cli(*args, "--fresh")
+    assert again.exit_code == 0, again.output
+    assert "the dataset it replaced holds 1 rating and is kept as synthetic~1, with its runs" in again.output
+    assert "eval.gen.cap.test.2\n" in again.output and "jobs did not succeed" not in again.output
+    listing = cli("runs", "list").output
+    for family in ("seg", "cap", "gen.cap.test", "eval.gen.cap.test", "knn.compose.seg.synthetic.test"):
+        assert re.search(rf"^{re.escape(family)}\s+1\s", listing, re.M) and re.search(rf"^{re.escape(family)}\.2\s+2\s", listing, re.M), family
+    ratings = cli("ratings", "gen.cap.test@1").output
+    assert "1 images rated by 1 reviewers" in ratings and "grammar 1" in ratings
+    again_no_fresh = cli(*args)
+    assert again_no_fresh.output.count("done already") == 8
+
+
 def _commands() -> list[str]:
     import typer.main
 

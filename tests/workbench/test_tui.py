@@ -158,13 +158,20 @@ async def test_review_rate_advance_undo_flags_note_blind(tui_ws: Workspace, sett
         last = rating_rows(tui_ws)[-1]
         assert (last["score"], last["note"]) == (2, "too vague") and screen.index == 2
 
+        written = rating_rows(tui_ws)
         await pilot.press("u")  # back to the second caption, its score gone, flags and note kept
         assert screen.index == 1 and screen.items[1].score is None and screen.items[1].note == "too vague"
         for _ in range(3):  # the note, then each flag
             await pilot.press("u")
-        assert screen.index == 1 and screen.items[1].rating_id is None and screen.items[0].score == 4
+        item = screen.items[1]
+        assert screen.index == 1 and (item.score, item.flags, item.note) == (None, [], "") and screen.items[0].score == 4
         await pilot.press("u")
-        assert screen.index == 0 and screen.items[0].rating_id is None and rating_rows(tui_ws) == []
+        assert screen.index == 0 and screen.items[0].score is None
+        # Undo never deletes: each undo is a row that withdraws one and restores what came before.
+        rows = rating_rows(tui_ws)
+        assert rows[: len(written)] == written and len(rows) == 2 * len(written)
+        assert [r["undoes"] for r in rows[len(written):]] == [r["id"] for r in reversed(written)]
+        assert (rows[-1]["score"], rows[-1]["flags"], rows[-1]["note"]) == (None, "[]", "")
 
         assert "constant" in text_of(screen, "#review-bar") and "CIDEr" in text_of(screen, "#review-scores")
         await pilot.press("B")

@@ -1,8 +1,8 @@
 """Review: a run's generated captions, the ones I have not rated first; 1-5 rate and advance.
 
 Every key that changes a rating writes it at once (a new row; history is kept), so a dropped SSH
-connection loses nothing. Undo deletes the row this session wrote last, which makes the rating
-before it current again.
+connection loses nothing. Undo writes a row that withdraws the one this session wrote last and
+restores the rating before it; no row is ever deleted.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from engine.store.results import add_rating, latest_evaluation, scores_of
+from engine.store.results import add_rating, latest_evaluation, scores_of, withdraw_rating
 from engine.store.runs import list_runs
-from engine.store.views import ImageDetail, ReviewItem, current_rating, delete_rating, image_detail, review_queue
+from engine.store.views import ImageDetail, ReviewItem, image_detail, review_queue
 from workbench.screens.choose import ChooseModal
 from workbench.screens.filters import Choices, default_run
 from workbench.screens.prompt import PromptModal
@@ -231,10 +231,9 @@ class ReviewScreen(Screen[None]):
             return
         index, rating_id = self.undo_stack.pop()
         item = self.items[index]
-        delete_rating(self.session.db, rating_id, self.session.reviewer)
-        now = current_rating(self.session.db, item.generation_id, self.session.reviewer)
-        rid, score, flags, note = now if now else (None, None, [], "")
-        self.items[index] = item._replace(rating_id=rid, score=score, flags=flags, note=note)
+        now = withdraw_rating(self.session.db, rating_id, self.session.reviewer)
+        if now is not None:
+            self.items[index] = item._replace(rating_id=now.id, score=now.score, flags=now.flags, note=now.note)
         self.index = index
         self.show_item()
 

@@ -11,18 +11,18 @@ import random
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from engine.captioning.data import Example, build_prompt, encode, make_examples
 from engine.captioning.errors import CaptioningError
 from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
-from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, free_run_name
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, resumable, staged_run, taken_by_other_kind
 from engine.store.catalog import captions_for, get_dataset_by_id, list_images
 from engine.store.models import Dataset, Image
 from engine.store.results import add_generations
-from engine.store.runs import Run, compositions_of, create_run, get_run, set_run_status
+from engine.store.runs import Run, compositions_of, create_run, next_run_name, set_run_params, set_run_status
 
 Split = Literal["all", "train", "val", "test"]
 
@@ -62,7 +62,7 @@ class TrainCaptionerParams:
     base: str = "tiny"
     """tiny / small (Llama built from a config, trained from scratch), or a Hugging Face causal LM id or folder (LoRA), e.g. meta-llama/Llama-2-7b-hf."""
     name: str | None = None
-    """Run name (default captioner-<time>); the name of an unfinished run resumes it."""
+    """Run name (default captioner-<time>); the name of an unfinished run resumes it, a finished one gets a new version."""
     epochs: int = 8
     """Passes over all (prompt, reference) pairs."""
     batch_size: int = 16
@@ -74,7 +74,7 @@ class TrainCaptionerParams:
     warmup_steps: int = 20
     """Linear warmup steps before the cosine decay."""
     max_length: int = 256
-    """Tokens per example (prompt cut from the left if longer)."""
+    """Tokens per example (a longer prompt loses its last composition lines, in generation too)."""
     patience: int = 2
     """Early stopping: epochs without a better validation loss."""
     max_steps: int = 0
@@ -115,14 +115,35 @@ class TrainCaptionerParams:
             raise ValueError("load_in_4bit: only for pretrained bases (tiny/small are trained in full)")
 
 
-def _split_examples(ctx: JobContext, ds: Dataset, split: str, source: str, composition: Run | None) -> tuple[list[Example], list[Image]]:
-    images = list_images(ctx.db, ds.id, split=split)
+def _split_examples(ctx: JobContext, ds: Dataset, split: str, source: str, composition: Run | None,
+                    image_ids: set[int] | None = None) -> tuple[list[Example], list[Image]]:
+    images = [im for im in list_images(ctx.db, ds.id, split=split) if image_ids is None or im.id in image_ids]
     prompts, lacking = prompts_for(ctx, images, source, composition)
     refs = captions_for(ctx.db, list(prompts))
     return make_examples((prompts[i], [c.text for c in refs[i]]) for i in prompts), lacking
 
 
+HOLD_OUT = 0.05
+"""Share of the train images held out for validation when a dataset has no val split."""
+
+
+def _train_val(ctx: JobContext, ds: Dataset, source: str, composition: Run | None, seed: int) -> tuple[list[Example], list[Example], list[Image], str]:
+    """Training and validation pairs: the train and val splits, or, without a val split, the train
+    split with 5% of its *images* held out (every reference of a held-out image with it)."""
+    train, lacking = _split_examples(ctx, ds, "train", source, composition)
+    val, _ = _split_examples(ctx, ds, "val", source, composition)
+    if val or not train:
+        return train, val, lacking, "val split"
+    ids = sorted(im.id for im in list_images(ctx.db, ds.id, split="train"))
+    random.Random(seed).shuffle(ids)
+    held = set(ids[: max(1, round(len(ids) * HOLD_OUT))])
+    train, _ = _split_examples(ctx, ds, "train", source, composition, set(ids) - held)
+    val, _ = _split_examples(ctx, ds, "train", source, composition, held)
+    return train, val, lacking, f"{len(held)} train images held out"
+
+
 def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobResult:
+    from engine.captioning.data import prompt_budget
     from engine.captioning.model import (
         PRESETS, LoraSettings, add_lora, build_preset, load_pretrained, quiet_transformers, train_tokenizer, vocab_texts,
     )
@@ -132,27 +153,18 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
     quiet_transformers()
     ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
     composition = _composition_run(ctx, params.composition, ds, params.prompt)
-    train, lacking = _split_examples(ctx, ds, "train", params.prompt, composition)
+    train, val, lacking, validation = _train_val(ctx, ds, params.prompt, composition, params.seed)
     if not train:
         why = f" ({len(lacking)} train images have no composition in {params.composition!r}; run compose on them)" if lacking else ""
         raise CaptioningError(f"no training pairs: dataset {ds.name!r} has no train images with references{why}")
-    val, _ = _split_examples(ctx, ds, "val", params.prompt, composition)
-    if not val:
-        # No val split (e.g. a captions-only set ingested as one split): hold out 5% of the pairs.
-        rng = random.Random(params.seed)
-        rng.shuffle(train)
-        cut = max(1, len(train) // 20)
-        val, train = train[:cut], train[cut:]
     device = device_for(params.device or None)
-    name = params.name or f"captioner-{_stamp()}"
-    stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()} | {"name": name}
-    run = get_run(ctx.db, name)
-    if run is not None:
-        if run.kind != "captioner":
-            raise CaptioningError(f"name={name!r} is taken by a {run.kind} run; choose another name")
-        if run.status == "complete":
-            raise CaptioningError(f"run {name!r} is already complete; choose another name to train again")
-    out_dir = ctx.workspace.model_dir(name)
+    family = params.name or f"captioner-{_stamp()}"
+    stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()} | {"name": family}
+    if composition is not None:
+        stored["composition"] = composition.name  # the version it trained on, not the family's newest later
+    run = resumable(ctx, family, "captioner", stored, CaptioningError)
+    name = run.name if run is not None else next_run_name(ctx.db, family)
+    out_dir = Path(run.artifact_dir) if run is not None and run.artifact_dir else ctx.workspace.model_dir(name)
     preset = params.base in PRESETS
     if preset:
         tok_dir = out_dir / "tokenizer"
@@ -170,33 +182,50 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
         model = add_lora(model, LoraSettings(params.lora_r, params.lora_alpha, params.lora_dropout, params.lora_targets), quantized=params.load_in_4bit)
         lr = params.lr or 2e-4
     if run is None:
-        run = create_run(ctx.db, kind="captioner", name=name, params=stored, parent_run_id=composition.id if composition else None,
-                         dataset_id=ds.id, artifact_dir=str(out_dir))
+        run = create_run(ctx.db, kind="captioner", name=name, family=family, version=_version_of(ctx, family, name), params=stored,
+                         parent_run_id=composition.id if composition else None, dataset_id=ds.id, artifact_dir=str(out_dir))
     else:
+        set_run_params(ctx.db, run.id, stored)
         set_run_status(ctx.db, run.id, "running")
-    train_enc, val_enc = encode(train, tokenizer, params.max_length), encode(val, tokenizer, params.max_length)
-    ctx.log.info("training %s on %d pairs (%d validation), base %s, device %s", name, len(train), len(val), params.base, device)
+    ctx.attach_run(run.id)
+    budget = prompt_budget([e.caption for e in train], tokenizer, params.max_length)
+    train_enc, val_enc = encode(train, tokenizer, params.max_length, budget), encode(val, tokenizer, params.max_length, budget)
+    ctx.log.info("training %s on %d pairs (%d validation: %s), base %s, device %s, prompt budget %d tokens",
+                 name, len(train), len(val), validation, params.base, device, budget)
     config = TrainConfig(epochs=params.epochs, batch_size=params.batch_size, grad_accum=params.grad_accum, lr=lr,
                          warmup_steps=params.warmup_steps, patience=params.patience, seed=params.seed,
                          max_steps=params.max_steps, length_grouped=params.length_grouped)
     try:
         result = train_captioner(model, tokenizer, train_enc, val_enc, out_dir, config, progress=ctx.progress,
                                  should_stop=ctx.should_stop, device=device, merge_lora=params.merge,
-                                 save_extra={"prompt": params.prompt, "composition": params.composition})
+                                 save_extra={"prompt": params.prompt, "composition": stored.get("composition"), "prompt_budget": budget})
     except BaseException:
         set_run_status(ctx.db, run.id, "failed")
         raise
-    metrics = {"val_loss": result.best_val_loss, "train_pairs": len(train), "val_pairs": len(val), "epochs": result.epochs_done,
-               "steps": result.steps, "history": result.history, "parameters": int(sum(p.numel() for p in model.parameters())),
+    metrics = {"val_loss": result.best_val_loss, "train_pairs": len(train), "val_pairs": len(val), "validation": validation,
+               "epochs": result.epochs_done, "steps": result.steps, "history": result.history, "prompt_budget": budget,
+               "parameters": int(sum(p.numel() for p in model.parameters())),
                "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad))}
     if result.stopped:
         set_run_status(ctx.db, run.id, "failed", metrics)
         raise JobStopped()
     set_run_status(ctx.db, run.id, "complete", metrics)
-    how = " (early stop)" if result.early_stopped else ""
-    resumed = f", resumed at epoch {result.resumed_from}" if result.resumed_from else ""
-    return JobResult(f"{name}: {result.epochs_done} epochs{how}{resumed}, best validation loss {result.best_val_loss:.3f} on {len(val)} pairs; model in {out_dir / 'model'}",
-                     run_id=run.id, data={"val_loss": result.best_val_loss, "history": result.history})
+    return JobResult(f"{name}: {_trained(result, params)}, best validation loss {result.best_val_loss:.3f} on {len(val)} pairs; "
+                     f"model in {out_dir / 'model'}",
+                     run_id=run.id, data={"val_loss": result.best_val_loss, "history": result.history, "name": name})
+
+
+def _version_of(ctx: JobContext, family: str, name: str) -> int:
+    return 1 if name == family else int(name.rsplit(".", 1)[1])
+
+
+def _trained(result: Any, params: TrainCaptionerParams) -> str:
+    """How far training went, in words: "8 epochs (early stop), resumed at epoch 2", "stopped at step 40 (max_steps)"."""
+    if params.max_steps and result.steps >= params.max_steps:
+        done = f"stopped at step {result.steps} (max_steps) in epoch {max(1, result.epochs_done)}"
+    else:
+        done = f"{result.epochs_done} epoch{'s' if result.epochs_done != 1 else ''}" + (" (early stop)" if result.early_stopped else "")
+    return done + (f", resumed at epoch {result.resumed_from}" if result.resumed_from else "")
 
 
 @dataclass(frozen=True)
@@ -210,7 +239,9 @@ class GenerateParams:
     composition: str | None = None
     """Compose run for the prompts (default: the captioner's)."""
     name: str | None = None
-    """Run name (default gen.<captioner>.<split>); re-running replaces its captions."""
+    """Run name (default gen.<captioner>.<split>); re-running it makes a new version (gen.cap.test.2, ...)."""
+    replace: bool = False
+    """Replace the newest run of that name once this one has succeeded (a run holding ratings is kept, superseded)."""
     batch_size: int = 32
     """Prompts per generate call."""
     num_beams: int = 1
@@ -249,21 +280,26 @@ def generate_job(params: GenerateParams, ctx: JobContext) -> JobResult:
     if not prompts:
         raise CaptioningError(f"dataset {ds.name!r} has no {params.split} images to caption")
     device = device_for(params.device or None)
-    model, tokenizer = load_captioner(Path(cap.artifact_dir or ctx.workspace.model_dir(cap.name)), device)
+    family = params.name or f"gen.{cap.name}.{params.split}"
+    taken_by_other_kind(ctx, family, "generation")
+    model, tokenizer = load_captioner(Path(cap.artifact_dir or ctx.workspace.model_dir(cap.name)), device,
+                                      load_in_4bit=bool(cap.params.get("load_in_4bit")), trust_remote_code=bool(cap.params.get("trust_remote_code")))
     ids = list(prompts)
     settings = GenerationSettings(params.max_new_tokens, params.num_beams, params.repetition_penalty, params.no_repeat_ngram_size)
     out = generate_captions(model, tokenizer, [prompts[i] for i in ids], settings, batch_size=params.batch_size, device=device,
-                            progress=lambda i, n: ctx.progress(i, n, "generating"), should_stop=ctx.should_stop)
+                            progress=lambda i, n: ctx.progress(i, n, "generating"), should_stop=ctx.should_stop,
+                            prompt_budget=cap.metrics.get("prompt_budget"))
     if out is None:
         raise JobStopped()
     captions, tokens = out
-    name = params.name or f"gen.{cap.name}.{params.split}"
-    free_run_name(ctx, name, "generation")
-    run = create_run(ctx.db, kind="generation", name=name, params={**asdict(params), "name": name}, parent_run_id=cap.id, dataset_id=ds.id)
-    add_generations(ctx.db, run.id, zip(ids, captions, strict=True))
-    set_run_status(ctx.db, run.id, "complete", {"images": len(ids), "tokens": tokens})
+    stored = {**asdict(params), "name": family, "captioner": cap.name, "composition": composition.name if composition else None}
+    with staged_run(ctx, kind="generation", family=family, replace=params.replace, params=stored, parent_run_id=cap.id,
+                    dataset_id=ds.id) as stage:
+        add_generations(ctx.db, stage.run.id, zip(ids, captions, strict=True))
+        stage.publish({"images": len(ids), "tokens": tokens})
     sample = captions[0] if captions else ""
-    return JobResult(f"{name}: {len(ids)} captions ({tokens} tokens), e.g. {sample!r}", run_id=run.id, data={"images": len(ids), "tokens": tokens})
+    return JobResult(f"{stage.message()}: {len(ids)} captions ({tokens} tokens), e.g. {sample!r}", run_id=stage.run.id,
+                     data={"images": len(ids), "tokens": tokens, "name": stage.published.run.name})  # type: ignore[union-attr]
 
 
 def _dataset_name(ctx: JobContext, run: Run) -> str:
@@ -284,7 +320,9 @@ class BaselineParams:
     k: int = 5
     """Neighbours whose references are candidates."""
     name: str | None = None
-    """Run name (default knn.<composition>.<split>)."""
+    """Run name (default knn.<composition>.<split>); re-running it makes a new version."""
+    replace: bool = False
+    """Replace the newest run of that name once this one has succeeded (a run holding ratings is kept, superseded)."""
 
     def __post_init__(self) -> None:
         check_run_name(self.name)
@@ -300,7 +338,7 @@ def baseline_knn(params: BaselineParams, ctx: JobContext) -> JobResult:
     composition = _composition_run(ctx, params.composition, ds, "composition")
     assert composition is not None
     rows = {r.image_id: r for r in compositions_of(ctx.db, composition.id)}
-    n_classes = len(ctx.config().groups)
+    n_classes = len(composition.params.get("classes") or ctx.config().groups)
     train = [im for im in list_images(ctx.db, ds.id, split="train") if im.id in rows]
     queries = [im for im in list_images(ctx.db, ds.id, split=None if params.split == "all" else params.split) if im.id in rows]
     if not train:
@@ -309,20 +347,25 @@ def baseline_knn(params: BaselineParams, ctx: JobContext) -> JobResult:
         raise CaptioningError(f"no {params.split} images of {ds.name!r} have compositions in {composition.name!r}")
     vec = {i: feature_vector(Composition.from_dict(rows[i].data), n_classes) for i in rows}
     train_refs = captions_for(ctx.db, [im.id for im in train])
-    neighbours = nearest(np.stack([vec[im.id] for im in train]), np.stack([vec[im.id] for im in queries]), params.k)
+    position = {im.id: j for j, im in enumerate(train)}
+    # One neighbour more than k: a query that is itself a training image (split=train or all)
+    # finds itself first, and must never be given its own references.
+    neighbours = nearest(np.stack([vec[im.id] for im in train]), np.stack([vec[im.id] for im in queries]), params.k + 1)
     chosen = []
     for qi, im in enumerate(queries):
-        candidates = [c.text for j in neighbours[qi] for c in train_refs[train[j].id]]
+        own = position.get(im.id)
+        picked = [j for j in neighbours[qi] if j != own][: params.k]
+        candidates = [c.text for j in picked for c in train_refs[train[j].id]]
         chosen.append((im.id, consensus(candidates) if candidates else ""))
         if qi % 256 == 0:
             ctx.progress(qi, len(queries), "retrieving")
-    name = params.name or f"knn.{composition.name}.{params.split}"
-    free_run_name(ctx, name, "baseline")
-    run = create_run(ctx.db, kind="baseline", name=name, params={**asdict(params), "name": name}, parent_run_id=composition.id, dataset_id=ds.id)
-    add_generations(ctx.db, run.id, chosen)
-    set_run_status(ctx.db, run.id, "complete", {"images": len(chosen), "k": params.k})
-    return JobResult(f"{name}: {len(chosen)} captions retrieved from {len(train)} training images (k={params.k}), e.g. {chosen[0][1]!r}",
-                     run_id=run.id, data={"images": len(chosen)})
+    family = params.name or f"knn.{composition.name}.{params.split}"
+    with staged_run(ctx, kind="baseline", family=family, replace=params.replace, params={**asdict(params), "name": family},
+                    parent_run_id=composition.id, dataset_id=ds.id) as stage:
+        add_generations(ctx.db, stage.run.id, chosen)
+        stage.publish({"images": len(chosen), "k": params.k})
+    return JobResult(f"{stage.message()}: {len(chosen)} captions retrieved from {len(train)} training images (k={params.k}), "
+                     f"e.g. {chosen[0][1]!r}", run_id=stage.run.id, data={"images": len(chosen), "name": stage.published.run.name})  # type: ignore[union-attr]
 
 
 TRAIN_CAPTIONER = JobKind("train-captioner", TrainCaptionerParams, train_captioner_job,

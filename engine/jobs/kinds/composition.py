@@ -17,10 +17,10 @@ from engine.composition import PROMPT_VERSION, compose, render_prompt
 from engine.datasets.errors import DatasetError
 from engine.datasets.synthetic import CLASS_NAMES as DRONE_CLASSES
 from engine.jobs.base import JobContext, JobKind, JobResult
-from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, staged_run
 from engine.segmentation.errors import SegmentationError
 from engine.store.catalog import list_images
-from engine.store.runs import CompositionRow, add_compositions, create_run, get_run, masks_of, set_run_status
+from engine.store.runs import CompositionRow, Run, add_compositions, get_run_by_id, masks_of
 
 BATCH = 500
 """Compositions written per transaction."""
@@ -37,7 +37,9 @@ class ComposeParams:
     mask_classes: Literal["drone", "groups"] = "drone"
     """What a masks folder holds: drone class indices (mapped by config.toml's groups) or group indices."""
     name: str | None = None
-    """Run name (default compose.<segmentation or dataset-gt>); re-running a name replaces its rows."""
+    """Run name (default compose.<segmentation or dataset-gt>); re-running a name makes a new version."""
+    replace: bool = False
+    """Replace the newest run of that name once this one has succeeded (one that other runs use is kept, superseded)."""
     split: Literal["all", "train", "val", "test"] = "all"
     """Which images."""
     dead_zone: float = 0.1
@@ -71,6 +73,35 @@ def _read_mask(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: cannot be read as a mask ({exc})") from exc
 
 
+def segmenter_classes(ctx: JobContext, segmentation: Run) -> tuple[list[str], list[int]]:
+    """The class names (and ignored classes) of the segmenter that made a segment run's masks:
+    the masks hold its class indices, whatever config.toml's groups say today.
+
+    :raises SegmentationError: if the segmenter's names are unknown and config.toml's groups do not
+        match its masks
+    """
+    from engine.segmentation.train import load_params
+
+    config = ctx.config()
+    segmenter = get_run_by_id(ctx.db, segmentation.parent_run_id) if segmentation.parent_run_id else None
+    stored = load_params(Path(segmenter.artifact_dir)) if segmenter is not None and segmenter.artifact_dir else None
+    names = (stored or {}).get("class_names") or (segmenter.metrics.get("class_names") if segmenter else None)
+    if names:
+        ignore = (stored or {}).get("ignore")
+        if ignore is None:
+            ignore = [i for i, n in enumerate(names) if n in {g.name for g in config.groups if g.ignore}]
+        if list(names) != config.group_names:
+            ctx.log.info("segmenter %s predicts %s; config.toml's groups (%s) are not used for its masks",
+                         segmenter.name if segmenter else "?", names, config.group_names)
+        return list(names), list(ignore)
+    hist = masks_of(ctx.db, segmentation.id)[:1]
+    if hist and len(hist[0].class_hist) != len(config.groups):
+        raise SegmentationError(
+            f"segment run {segmentation.name!r}: its segmenter's class names are unknown and its masks have "
+            f"{len(hist[0].class_hist)} classes, but config.toml has {len(config.groups)} groups; restore the groups it was trained with")
+    return config.group_names, [i for i, g in enumerate(config.groups) if g.ignore]
+
+
 def compose_job(params: ComposeParams, ctx: JobContext) -> JobResult:
     ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
     config = ctx.config()
@@ -81,6 +112,7 @@ def compose_job(params: ComposeParams, ctx: JobContext) -> JobResult:
 
     if params.segmentation is not None:
         source = finished_run(ctx, "segmentation", params.segmentation, ("segmentation",), "segment", SegmentationError, dataset=ds)
+        names, ignore = segmenter_classes(ctx, source)
         work = [(images[m.image_id], ctx.workspace.root / m.path) for m in masks_of(ctx.db, source.id) if m.image_id in images]
         if not work:
             raise SegmentationError(f"segment run {source.name!r} has no masks for the {params.split} images of {ds.name!r}; run `segment` on them first")
@@ -104,18 +136,12 @@ def compose_job(params: ComposeParams, ctx: JobContext) -> JobResult:
     if not work:
         raise DatasetError(f"dataset {ds.name!r} has no images in split {params.split}")
 
-    name = params.name or default_name
-    run = get_run(ctx.db, name)
-    stored = {**asdict(params), "name": name, "prompt_version": PROMPT_VERSION}
-    if run is not None:
-        if run.kind != "composition" or run.dataset_id != ds.id:
-            raise SegmentationError(f"name={name!r} is taken by another run; choose another name")
-        set_run_status(ctx.db, run.id, "running")
-    else:
-        run = create_run(ctx.db, kind="composition", name=name, params=stored, parent_run_id=parent, dataset_id=ds.id)
-    try:
+    family = params.name or default_name
+    stored = {**asdict(params), "name": family, "prompt_version": PROMPT_VERSION, "classes": names}
+    areas = np.zeros(len(names))
+    with staged_run(ctx, kind="composition", family=family, replace=params.replace, params=stored, parent_run_id=parent,
+                    dataset_id=ds.id) as stage:
         batch: list[CompositionRow] = []
-        areas = np.zeros(len(names))
         for k, (im, path) in enumerate(work, 1):
             mask = _read_mask(path)
             if lut is not None:
@@ -127,16 +153,14 @@ def compose_job(params: ComposeParams, ctx: JobContext) -> JobResult:
                 areas[part.index] += part.area
             batch.append(CompositionRow(im.id, {**comp.to_dict(), "prompt_version": PROMPT_VERSION}, render_prompt(comp)))
             if len(batch) >= BATCH or k == len(work):
-                add_compositions(ctx.db, run.id, batch)
+                add_compositions(ctx.db, stage.run.id, batch)
                 batch = []
                 ctx.progress(k, len(work), "composing")
                 ctx.check_stop()
-    except BaseException:
-        set_run_status(ctx.db, run.id, "failed")
-        raise
-    mean_area = {names[i]: round(float(a / len(work)), 2) for i, a in enumerate(areas) if a}
-    set_run_status(ctx.db, run.id, "complete", {"images": len(work), "mean_area": mean_area, "prompt_version": PROMPT_VERSION})
-    return JobResult(f"{name}: {len(work)} compositions (prompt {PROMPT_VERSION})", run_id=run.id, data={"images": len(work)})
+        mean_area = {names[i]: round(float(a / len(work)), 2) for i, a in enumerate(areas) if a}
+        stage.publish({"images": len(work), "mean_area": mean_area, "prompt_version": PROMPT_VERSION})
+    return JobResult(f"{stage.message()}: {len(work)} compositions (prompt {PROMPT_VERSION})", run_id=stage.run.id,
+                     data={"images": len(work), "name": stage.published.run.name})  # type: ignore[union-attr]
 
 
 COMPOSE = JobKind("compose", ComposeParams, compose_job, "Describe each image's composition from its mask, with prompt text")

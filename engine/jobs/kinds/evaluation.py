@@ -27,10 +27,10 @@ from engine.evaluation.metrics import (
 )
 from engine.evaluation.tokenize import java_available
 from engine.jobs.base import JobContext, JobKind, JobResult
-from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, free_run_name
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, staged_run
 from engine.store.catalog import captions_for, get_dataset_by_id, list_images
-from engine.store.results import add_generations, add_scores, export_rows, generations_of, latest_evaluation
-from engine.store.runs import create_run, get_run, get_run_by_id, set_run_status
+from engine.store.results import add_generations, add_scores, export_rows, generations_of, latest_evaluation, scores_of
+from engine.store.runs import get_run, get_run_by_id
 
 GENERATION_KINDS = ("generation", "baseline")
 
@@ -46,7 +46,11 @@ class EvaluateParams:
     split: Literal["all", "train", "val", "test"] = "all"
     """Images to score (human: default all of the dataset)."""
     name: str | None = None
-    """Run name (default eval.<generation> or human.<dataset>.<split>)."""
+    """Run name (default eval.<generation> or human.<dataset>.<split>); re-running it makes a new version."""
+    replace: bool = False
+    """Replace the newest evaluation of that name once this one has succeeded (until then it stays as it was)."""
+    subset: str | None = None
+    """Score only the images that this evaluation run scored (e.g. a human distinct=true evaluation), so the two pair up."""
     metrics: tuple[str, ...] = METRICS
     """Comma-separated toolkit metric names (SPICE is reported unavailable)."""
     tokenizer: Literal["auto", "java", "python"] = "auto"
@@ -72,18 +76,32 @@ class EvaluateParams:
             raise ValueError("distinct: only for human=DATASET")
 
 
+def _subset_images(ctx: JobContext, name: str | None) -> set[int] | None:
+    """The images an evaluation run scored (its per-image scores), for ``subset=RUN``."""
+    if name is None:
+        return None
+    run = finished_run(ctx, "subset", name, ("evaluation",), "evaluate", EvaluationError)
+    return set(scores_of(ctx.db, run.id))
+
+
 def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
     split = None if params.split == "all" else params.split
     use_java = {"auto": None, "java": True, "python": False}[params.tokenizer]
     if use_java and not java_available():
         raise EvaluationError("tokenizer=java: Java is not installed; use tokenizer=python (METEOR needs Java)")
+    subset = _subset_images(ctx, params.subset)
     if params.generation is not None:
         source = finished_run(ctx, "generation", params.generation, GENERATION_KINDS, "generation or baseline", EvaluationError)
         gens = generations_of(ctx.db, source.id)
         images = {im.id: im for im in list_images(ctx.db, source.dataset_id or 0, split=split)}
-        gens = [g for g in gens if g.image_id in images]
+        gens = [g for g in gens if g.image_id in images and (subset is None or g.image_id in subset)]
         if not gens:
-            raise EvaluationError(f"generation run {source.name!r} has no captions{'' if split is None else f' for split {split}'}; nothing to score")
+            where = "" if split is None else f" for split {split}"
+            where += "" if subset is None else f" among the {len(subset)} images of {params.subset!r}"
+            raise EvaluationError(f"generation run {source.name!r} has no captions{where}; nothing to score")
+        if subset is not None and len(gens) < len(subset):
+            raise EvaluationError(f"generation run {source.name!r} captions {len(gens)} of the {len(subset)} images of "
+                                  f"{params.subset!r}; a paired comparison needs them all")
         refs = captions_for(ctx.db, [g.image_id for g in gens])
         missing = [images[g.image_id].filename for g in gens if not refs[g.image_id]]
         if missing:
@@ -91,55 +109,53 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
         references: dict[Hashable, list[str]] = {g.image_id: [c.text for c in refs[g.image_id]] for g in gens}
         hypotheses: dict[Hashable, str] = {g.image_id: g.text for g in gens}
         scene_of: dict[Hashable, str] = {g.image_id: images[g.image_id].scene or "(none)" for g in gens}
-        name = params.name or f"eval.{source.name}"
+        family = params.name or f"eval.{source.name}"
         parent, dataset_id = source.id, source.dataset_id
         label = f"{source.name} ({len(gens)} images)"
     else:
         ds = dataset_of_kind(ctx, params.human, "captioning", "ingest one with `workbench ingest captions PATH`")  # type: ignore[arg-type]
-        images = {im.id: im for im in list_images(ctx.db, ds.id, split=split)}
+        images = {im.id: im for im in list_images(ctx.db, ds.id, split=split) if subset is None or im.id in subset}
         refs = captions_for(ctx.db, list(images))
         references, hypotheses = leave_one_out({i: [c.text for c in refs[i]] for i in images}, distinct=params.distinct)
         if not hypotheses:
             raise EvaluationError(f"dataset {ds.name!r} has no images with two or more references{'' if split is None else f' in split {split}'}")
         scene_of = {key: images[key[0]].scene or "(none)" for key in hypotheses if isinstance(key, tuple)}
-        name = params.name or f"human{'-distinct' if params.distinct else ''}.{ds.name}.{params.split}"
+        family = params.name or f"human{'-distinct' if params.distinct else ''}.{ds.name}.{params.split}"
         parent, dataset_id = None, ds.id
         scored = len({key[0] for key in hypotheses if isinstance(key, tuple)})
         label = f"references of {ds.name} leave-one-out ({scored} of {len(images)} images, {len(hypotheses)} captions)"
 
-    free_run_name(ctx, name, "evaluation")  # a re-evaluation replaces the old one
-    out_dir = ctx.workspace.model_dir(name)
-    run = create_run(ctx.db, kind="evaluation", name=name, params={**asdict(params), "name": name, "metrics": list(params.metrics)},
-                     parent_run_id=parent, dataset_id=dataset_id, artifact_dir=str(out_dir))
+    ctx.progress(0, 3, "scoring")
+    session = MeteorSession() if "METEOR" in params.metrics and (use_java if use_java is not None else java_available()) else None
     try:
-        ctx.progress(0, 3, "scoring")
-        session = MeteorSession() if "METEOR" in params.metrics and (use_java if use_java is not None else java_available()) else None
-        try:
-            scores = score_captions(references, hypotheses, metrics=params.metrics, use_java=use_java, meteor=session)
-            ctx.check_stop()
-            ctx.progress(1, 3, "bootstrap intervals")
-            intervals = bootstrap(scores, resamples=params.resamples, seed=params.seed, meteor=session) if params.resamples else {}
-            per_scene = group_scores(scores, [scene_of[k] for k in scores.keys], meteor=session)
-        finally:
-            if session is not None:
-                session.close()
-        ctx.progress(2, 3, "storing")
-        per_image = _per_image(scores)
-        add_scores(ctx.db, run.id, [(image_id, m, v) for image_id, row in per_image.items() for m, v in row.items()])
-        save_stats(out_dir, scores)
-        metrics: dict[str, Any] = dict(scores.corpus)
-        metrics |= {
-            "ci95": {m: list(v) for m, v in intervals.items()}, "per_scene": per_scene, "images": len(per_image),
-            "captions": len(scores.keys), "tokenizer": scores.tokenizer, "unavailable": scores.unavailable,
-            "resamples": params.resamples, "human": params.human is not None,
-        }
-        set_run_status(ctx.db, run.id, "complete", metrics)
-    except BaseException:
-        set_run_status(ctx.db, run.id, "failed")
-        raise
+        scores = score_captions(references, hypotheses, metrics=params.metrics, use_java=use_java, meteor=session)
+        ctx.check_stop()
+        ctx.progress(1, 3, "bootstrap intervals")
+        intervals = bootstrap(scores, resamples=params.resamples, seed=params.seed, meteor=session) if params.resamples else {}
+        per_scene = group_scores(scores, [scene_of[k] for k in scores.keys], meteor=session)
+    finally:
+        if session is not None:
+            session.close()
+    ctx.check_stop()
+    ctx.progress(2, 3, "storing")
+    per_image = _per_image(scores)
+    metrics: dict[str, Any] = dict(scores.corpus)
+    metrics |= {
+        "ci95": {m: list(v) for m, v in intervals.items()}, "per_scene": per_scene, "images": len(per_image),
+        "captions": len(scores.keys), "tokenizer": scores.tokenizer, "unavailable": scores.unavailable,
+        "resamples": params.resamples, "human": params.human is not None, "subset": params.subset,
+    }
+    stored = {**asdict(params), "name": family, "metrics": list(params.metrics)}
+    # The old evaluation of this name (if replaced) stays whole until the new one is complete.
+    with staged_run(ctx, kind="evaluation", family=family, replace=params.replace, params=stored, parent_run_id=parent,
+                    dataset_id=dataset_id, artifacts=True) as stage:
+        add_scores(ctx.db, stage.run.id, [(image_id, m, v) for image_id, row in per_image.items() for m, v in row.items()])
+        save_stats(stage.artifact_dir, scores)  # type: ignore[arg-type]
+        stage.publish(metrics)
     ctx.progress(3, 3, "done")
     headline = ", ".join(f"{m} {scores.corpus[m]:.3f}" for m in ALL_METRICS if m in scores.corpus)
-    return JobResult(f"{name}: {label}: {headline}", run_id=run.id, data={"corpus": scores.corpus, "ci95": intervals})
+    return JobResult(f"{stage.message()}: {label}: {headline}", run_id=stage.run.id,
+                     data={"corpus": scores.corpus, "ci95": intervals, "name": stage.published.run.name})  # type: ignore[union-attr]
 
 
 def _per_image(scores: Scores) -> dict[int, dict[str, float]]:
@@ -194,7 +210,9 @@ class ImportGenerationsParams:
     dataset: str
     """Captioning dataset the captions describe."""
     name: str | None = None
-    """Run name (default: the file's stem)."""
+    """Run name (default: the file's stem); an existing name gets a new version."""
+    replace: bool = False
+    """Replace the newest run of that name once the import has succeeded (a run holding ratings is kept, superseded)."""
 
     def __post_init__(self) -> None:
         check_run_name(self.name)
@@ -221,13 +239,17 @@ def import_generations(params: ImportGenerationsParams, ctx: JobContext) -> JobR
         raise DatasetError(f"{path}: {len(unknown)} image ids are not in dataset {ds.name!r} (first: {', '.join(unknown[:3])})")
     if len({i for i, _ in rows}) != len(rows):
         raise DatasetError(f"{path}: some images have more than one caption; give one per image")
-    name = params.name or path.stem
-    if get_run(ctx.db, name) is not None:
-        raise DatasetError(f"name={name!r} is taken; choose another name")
-    run = create_run(ctx.db, kind="generation", name=name, params={**asdict(params), "name": name, "imported": True}, dataset_id=ds.id)
-    add_generations(ctx.db, run.id, rows)
-    set_run_status(ctx.db, run.id, "complete", {"images": len(rows)})
-    return JobResult(f"{name}: imported {len(rows)} captions for {ds.name}", run_id=run.id, data={"images": len(rows)})
+    family = params.name or path.stem
+    try:
+        check_run_name(family)
+    except ValueError:
+        raise DatasetError(f"{path}: {family!r} (the file's name) cannot name a run; give name=NAME") from None
+    with staged_run(ctx, kind="generation", family=family, replace=params.replace,
+                    params={**asdict(params), "name": family, "imported": True}, dataset_id=ds.id) as stage:
+        add_generations(ctx.db, stage.run.id, rows)
+        stage.publish({"images": len(rows)})
+    return JobResult(f"{stage.message()}: imported {len(rows)} captions for {ds.name}", run_id=stage.run.id,
+                     data={"images": len(rows), "name": stage.published.run.name})  # type: ignore[union-attr]
 
 
 IMPORT_GENERATIONS = JobKind("import-generations", ImportGenerationsParams, import_generations, "Import captions made elsewhere (COCO results JSON) as a generation run")

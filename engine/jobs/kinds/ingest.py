@@ -48,7 +48,7 @@ class IngestCaptionsParams:
     allow_missing: bool = False
     """Store missing or corrupt images with that status instead of failing."""
     replace: bool = False
-    """Replace a dataset of the same name."""
+    """Replace a dataset of the same name (one whose captions were rated is kept, renamed NAME~ID)."""
     verify: bool = False
     """Decode every image fully (slower; catches damage inside the compressed data)."""
 
@@ -210,11 +210,26 @@ def ingest_captions(params: IngestCaptionsParams, ctx: JobContext) -> JobResult:
         f"{sum(duplicates)} repeated references in {sum(1 for d in duplicates if d)} images, "
         f"{status['missing']} missing, {status['corrupt']} corrupt"
     )
+    if writer.superseded is not None:
+        kept, rated = writer.superseded
+        message += f"; the dataset it replaced holds {rated} rating{'s' if rated != 1 else ''} and is kept as {kept}, with its runs"
+    _remove_folders(ctx, writer.emptied)
     ctx.log.info(message)
     return JobResult(
         message,
         data={"dataset": name, "images": len(relative), "captions": captions, **{k: status[k] for k in ("ok", "missing", "corrupt")}},
     )
+
+
+def _remove_folders(ctx: JobContext, runs: list[tuple[str, str | None]]) -> None:
+    """Folders of runs deleted with a replaced dataset (masks, evaluation statistics)."""
+    import shutil
+
+    for name, folder in runs:
+        if folder and Path(folder).is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+    if runs:
+        ctx.log.info("removed %d runs of the replaced dataset: %s", len(runs), ", ".join(n for n, _ in runs))
 
 
 def ingest_drone(params: IngestDroneParams, ctx: JobContext) -> JobResult:

@@ -18,10 +18,10 @@ import numpy as np
 
 from engine.datasets.errors import DatasetError
 from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
-from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, resumable, taken_by_other_kind
 from engine.segmentation.errors import SegmentationError
 from engine.store.catalog import list_images
-from engine.store.runs import MaskRow, Run, add_masks, create_run, get_run, masked_image_ids, set_run_status
+from engine.store.runs import MaskRow, add_masks, create_version, family_runs, masked_image_ids, set_run_params, set_run_status
 
 ARCHITECTURES = (
     "deeplabv3", "deeplabv3plus", "dpt", "fpn", "linknet", "manet", "pan", "pspnet", "segformer", "unet",
@@ -39,7 +39,7 @@ class TrainSegmenterParams:
     dataset: str = "drone"
     """Segmentation dataset to train on (see `workbench ingest drone`)."""
     name: str | None = None
-    """Run name (default segmenter-<time>); the name of an unfinished run resumes it."""
+    """Run name (default segmenter-<time>); the name of an unfinished run resumes it, a finished one gets a new version."""
     arch: str = "unet"
     """smp architecture: unet, unetplusplus, fpn, deeplabv3plus, ..."""
     encoder: str = "mobilenet_v2"
@@ -92,24 +92,6 @@ class TrainSegmenterParams:
             raise ValueError("steps_per_epoch and num_workers: must be 0 or more")
 
 
-def _resumable(ctx: JobContext, name: str, kind: str, params: dict[str, object]) -> Run | None:
-    """An existing unfinished run of that name with the same params, or None if there is none.
-
-    :raises SegmentationError: if the name belongs to a finished run or to other params
-    """
-    run = get_run(ctx.db, name)
-    if run is None:
-        return None
-    if run.kind != kind:
-        raise SegmentationError(f"name={name!r} is taken by a {run.kind} run; choose another name")
-    if run.status == "complete":
-        raise SegmentationError(f"run {name!r} is already complete; choose another name to train again")
-    differs = sorted(k for k in params if k not in ("device", "num_workers") and run.params.get(k) != params[k])
-    if differs:
-        raise SegmentationError(f"run {name!r} exists with other params ({', '.join(differs)}); resume it with the same params or choose another name")
-    return run
-
-
 def train_segmenter(params: TrainSegmenterParams, ctx: JobContext) -> JobResult:
     from engine.segmentation.data import Item, group_lut
     from engine.segmentation.model import ModelConfig, check_names
@@ -132,15 +114,18 @@ def train_segmenter(params: TrainSegmenterParams, ctx: JobContext) -> JobResult:
         pixels[mapping[cls]] += count
     weights = class_weights(pixels.tolist(), ignore)
 
-    name = params.name or f"segmenter-{_stamp()}"
-    stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()} | {"name": name}
-    run = _resumable(ctx, name, "segmenter", stored)
-    out_dir = ctx.workspace.model_dir(name)
+    family = params.name or f"segmenter-{_stamp()}"
+    stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()} | {"name": family}
+    run = resumable(ctx, family, "segmenter", stored, SegmentationError)
     if run is None:
-        run = create_run(ctx.db, kind="segmenter", name=name, params=stored, dataset_id=ds.id, artifact_dir=str(out_dir))
+        run = create_version(ctx.db, kind="segmenter", family=family, params=stored, dataset_id=ds.id,
+                             folder=lambda n: str(ctx.workspace.model_dir(n)))
     else:
+        set_run_params(ctx.db, run.id, stored)  # runtime params (device, ...) as this attempt runs
         set_run_status(ctx.db, run.id, "running")
-        ctx.log.info("resuming run %s from %s", name, out_dir)
+        ctx.log.info("resuming run %s from %s", run.name, run.artifact_dir)
+    ctx.attach_run(run.id)
+    name, out_dir = run.name, Path(run.artifact_dir or ctx.workspace.model_dir(run.name))
     model_config = ModelConfig(params.arch.lower(), params.encoder, len(config.groups), params.encoder_weights, params.decoder_channels or None)
     train_config = TrainConfig(
         epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, input_size=params.input_size,
@@ -162,7 +147,7 @@ def train_segmenter(params: TrainSegmenterParams, ctx: JobContext) -> JobResult:
     set_run_status(ctx.db, run.id, "complete", {**result.metrics, "history": [{k: h[k] for k in ("epoch", "train_loss", "miou", "pixel_accuracy")} for h in result.history]})
     m = result.metrics
     resumed = f" (resumed at epoch {result.resumed_from})" if result.resumed_from else ""
-    message = f"{name}: {result.epochs_done} epochs{resumed}, mIoU {m['miou']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f}; checkpoint in {out_dir}"
+    message = f"{name}: {result.epochs_done} epoch{'s' if result.epochs_done != 1 else ''}{resumed}, mIoU {m['miou']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f}; checkpoint in {out_dir}"
     return JobResult(message, run_id=run.id, data={"miou": m["miou"], "pixel_accuracy": m["pixel_accuracy"]})
 
 
@@ -173,7 +158,7 @@ class SegmentParams:
     segmenter: str
     """Name of a complete train-segmenter run."""
     name: str | None = None
-    """Run name (default <segmenter>.<dataset>); re-running a name skips images already done."""
+    """Run name (default <segmenter>.<dataset>); re-running it with the same segmenter skips images already done."""
     split: Literal["all", "train", "val", "test"] = "all"
     """Which images."""
     batch_size: int = 16
@@ -220,14 +205,17 @@ def segment(params: SegmentParams, ctx: JobContext) -> JobResult:
     ignore = model_params.get("ignore", [])
     input_size = params.input_size or model_params["train"]["input_size"]
 
-    name = params.name or f"{seg_run.name}.{ds.name}"
-    run = get_run(ctx.db, name)
-    if run is not None and (run.kind != "segmentation" or run.parent_run_id != seg_run.id or run.dataset_id != ds.id):
-        raise SegmentationError(f"name={name!r} is taken by another run; choose another name")
-    out_dir = ctx.workspace.masks_dir(name)
+    family = params.name or f"{seg_run.name}.{ds.name}"
+    taken_by_other_kind(ctx, family, "segmentation")
+    members = family_runs(ctx.db, family)
+    run = members[-1] if members else None
+    if run is not None and (run.parent_run_id != seg_run.id or run.dataset_id != ds.id):
+        run = None  # another segmenter or dataset under this name: a new version, the old masks stay
     if run is None:
-        run = create_run(ctx.db, kind="segmentation", name=name, params={**asdict(params), "name": name, "input_size": input_size},
-                         parent_run_id=seg_run.id, dataset_id=ds.id, artifact_dir=str(out_dir))
+        run = create_version(ctx.db, kind="segmentation", family=family, params={**asdict(params), "name": family, "input_size": input_size},
+                             parent_run_id=seg_run.id, dataset_id=ds.id, folder=lambda n: str(ctx.workspace.masks_dir(n)))
+    ctx.attach_run(run.id)
+    name, out_dir = run.name, Path(run.artifact_dir or ctx.workspace.masks_dir(run.name))
     split = None if params.split == "all" else params.split
     images = [im for im in list_images(ctx.db, ds.id, split=split, status="ok")]
     if not images:

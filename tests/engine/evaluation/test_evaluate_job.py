@@ -55,6 +55,39 @@ def test_evaluate_stores_corpus_intervals_scene_table_and_per_image_scores(ws: W
     assert (ws.model_dir("eval.first") / "stats.npz").is_file()
 
 
+def test_a_generation_scored_on_the_human_distinct_subset_pairs_with_it(ws: Workspace) -> None:
+    """`evaluate human=... distinct=true` keeps only images with a distinct reference; subset=
+    scores a generation on exactly those, so the two compare image by image."""
+    db = ws.open_db()
+    ds = get_run(db, "first").dataset_id  # type: ignore[union-attr]
+    image = db.execute("SELECT id FROM images WHERE dataset_id = ? ORDER BY id LIMIT 1", [ds]).fetchone()[0]
+    db.execute("UPDATE captions SET text = 'the same words', tokens = 'the same words' WHERE image_id = ?", [image])  # no distinct reference
+    human = run_foreground(ws, "evaluate", {"human": "syn", "distinct": "true", **PY})
+    human_run = get_run(db, human.data["name"])
+    assert human_run.metrics["images"] == 29  # type: ignore[union-attr]
+    _fails(ws, "evaluate", {"generation": "first", "subset": "nope", **PY}, "subset='nope': no evaluate run of that name")
+    sub = run_foreground(ws, "evaluate", {"generation": "first", "subset": human_run.name, **PY})  # type: ignore[union-attr]
+    sub_run = get_run(db, sub.data["name"])
+    assert sub_run.metrics["images"] == 29 and sub_run.metrics["subset"] == human_run.name  # type: ignore[union-attr]
+    assert set(scores_of(db, sub_run.id)) == set(scores_of(db, human_run.id))  # type: ignore[union-attr]
+    comparison = compare_runs(ws, human_run.name, sub_run.name, resamples=200)  # type: ignore[union-attr]
+    assert comparison.images == 29 and comparison.rows["CIDEr"]["low"] <= comparison.rows["CIDEr"]["difference"]
+    full = run_foreground(ws, "evaluate", {"generation": "first", **PY})
+    with pytest.raises(Exception, match="paired comparison needs the same images; 1 of 30 differ"):
+        compare_runs(ws, human_run.name, full.data["name"], resamples=50)  # type: ignore[union-attr]
+    # The full evaluation stays the one the screens and exports show.
+    from engine.store.results import latest_evaluation
+
+    assert latest_evaluation(db, get_run(db, "first").id) == get_run(db, full.data["name"]).id  # type: ignore[union-attr]
+
+
+def test_human_intervals_resample_images_and_scene_tables_count_images(ws: Workspace) -> None:
+    human = run_foreground(ws, "evaluate", {"human": "syn", **PY})
+    m = get_run(ws.open_db(), human.data["name"]).metrics  # type: ignore[union-attr]
+    assert sum(row["images"] for row in m["per_scene"].values()) == 30
+    assert sum(row["captions"] for row in m["per_scene"].values()) == m["captions"] > 30
+
+
 def test_human_reference_point_and_paired_comparison(ws: Workspace) -> None:
     human = run_foreground(ws, "evaluate", {"human": "syn", **PY})
     assert "leave-one-out" in human.message

@@ -45,9 +45,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_training_reaches_the_miou_floor_and_writes_a_checkpoint(world: dict[str, Any]) -> None:
     assert world["train"].data["miou"] >= MIOU_FLOOR
-    folder = world["ws"].model_dir("seg")
+    run_dir = world["ws"].model_dir("seg")
+    folder = run_dir / "checkpoint"
+    assert folder.is_symlink() and folder.resolve().name == "ckpt-0004"
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith("ckpt-")) == ["ckpt-0004"]  # older epochs removed
     for name in ("model.safetensors", "params.json", "metrics.json", "trainer.pt", "confusion.png"):
         assert (folder / name).is_file(), name
+    import torch
+
+    state = torch.load(folder / "trainer.pt", weights_only=True)  # plain data: a planted pickle could not run code
+    assert state["epoch"] == 4
     run = get_run(world["ws"].open_db(), "seg")
     assert run is not None and run.status == "complete"
     m = run.metrics
@@ -111,7 +118,7 @@ def test_segment_writes_one_mask_per_image_and_is_idempotent(world: dict[str, An
     assert len(masks_of(db, run.id)) == 16
 
     composed = run_foreground(ws, "compose", {"dataset": "c", "segmentation": "seg.c"})
-    assert composed.data == {"images": 16}
+    assert composed.data["images"] == 16
     comp_run = get_run(db, "compose.seg.c")
     assert comp_run is not None and comp_run.parent_run_id == run.id
     rows_c = compositions_of(db, comp_run.id)
@@ -121,7 +128,7 @@ def test_segment_writes_one_mask_per_image_and_is_idempotent(world: dict[str, An
 def test_compose_ground_truth_masks_of_the_synthetic_world(world: dict[str, Any]) -> None:
     ws = world["ws"]
     result = run_foreground(ws, "compose", {"dataset": "c", "masks": str(world["captions"] / "masks")})
-    assert result.data == {"images": 16}
+    assert result.data["images"] == 16
     db = ws.open_db()
     run = get_run(db, "compose.c-gt")
     assert run is not None
@@ -170,9 +177,8 @@ def test_compose_rejects_mask_values_outside_the_groups(world: dict[str, Any], t
     db = ws.open_db()
     for (filename,) in db.execute("SELECT filename FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE d.name = 'c'"):
         Image.fromarray(np.full((64, 64), 12, np.uint8)).save(folder / f"{Path(filename).stem}.png")
-    with pytest.raises(Exception, match=r"value 12 is not a class group \(0..9\)"):
-        run_foreground(ws, "compose", {"dataset": "c", "masks": str(folder), "mask_classes": "groups", "name": "bad"})
-    assert get_run(db, "bad").status == "failed"  # type: ignore[union-attr]
+    _fails(ws, "compose", {"dataset": "c", "masks": str(folder), "mask_classes": "groups", "name": "bad"},
+           "value 12 is not a class group (0..9)")  # and no half-written run is left
     (folder / next(folder.iterdir()).name).unlink()
     _fails(ws, "compose", {"dataset": "c", "masks": str(folder), "mask_classes": "groups", "name": "bad2"}, "1 of 16 images have no mask")
     _fails(ws, "compose", {"dataset": "c"}, "give exactly one of segmentation=RUN or masks=FOLDER")
@@ -182,15 +188,15 @@ def test_checkpoint_from_another_class_count_is_refused(world: dict[str, Any]) -
     from engine.segmentation.train import load_checkpoint
 
     folder = world["ws"].model_dir("seg")
-    params = json.loads((folder / "params.json").read_text())
+    params = json.loads((folder / "checkpoint" / "params.json").read_text())
     params["model"]["classes"] = 7
-    (folder / "params.json").write_text(json.dumps(params))
+    (folder / "checkpoint" / "params.json").write_text(json.dumps(params))
     try:
         with pytest.raises(SegmentationError, match="does not fit"):
             load_checkpoint(folder, "cpu")
     finally:
         params["model"]["classes"] = 10
-        (folder / "params.json").write_text(json.dumps(params))
+        (folder / "checkpoint" / "params.json").write_text(json.dumps(params))
 
 
 def test_segment_needs_a_complete_segmenter(world: dict[str, Any]) -> None:
@@ -207,3 +213,32 @@ def test_metrics_count_then_reduce() -> None:
     assert mean_iou(cm, [1, 2]) == pytest.approx((0.5 + 2 / 3) / 2)
     batches = confusion(pred[:1], target[:1], 3) + confusion(pred[1:], target[1:], 3)
     assert np.array_equal(batches, cm)
+
+
+def test_compose_names_classes_as_the_segmenter_learnt_them_not_as_config_says_now(world: dict[str, Any]) -> None:
+    """Regrouping config.toml after training used to relabel every composition silently."""
+    ws = world["ws"]
+    run_foreground(ws, "segment", {"dataset": "c", "segmenter": "seg", "num_workers": "0", "name": "seg.c.names"})
+    config = ws.config_path.read_text()
+    try:
+        ws.config_path.write_text(config.replace('name = "Water"', 'name = "Lakes"').replace('name = "Vegetation"', 'name = "Greenery"'))
+        run_foreground(ws, "compose", {"dataset": "c", "segmentation": "seg.c.names", "name": "names"})
+    finally:
+        ws.config_path.write_text(config)
+    db = ws.open_db()
+    prompts = "\n".join(r.prompt for r in compositions_of(db, get_run(db, "names").id))  # type: ignore[union-attr]
+    assert "Vegetation" in prompts and "Greenery" not in prompts and "Lakes" not in prompts
+    assert get_run(db, "names").params["classes"][3] == "Water"  # type: ignore[union-attr]
+
+
+def test_compose_refuses_masks_whose_classes_it_cannot_name(world: dict[str, Any]) -> None:
+    from engine.store.runs import MaskRow, add_masks, create_run, set_run_status
+
+    ws = world["ws"]
+    db = ws.open_db()
+    seg = get_run(db, "seg.c")
+    orphan = create_run(db, kind="segmentation", name="imported-masks", params={}, dataset_id=seg.dataset_id)  # type: ignore[union-attr]
+    add_masks(db, orphan.id, [MaskRow(m.image_id, m.path, m.class_hist[:7]) for m in masks_of(db, seg.id)])  # type: ignore[union-attr]
+    set_run_status(db, orphan.id, "complete")
+    _fails(ws, "compose", {"dataset": "c", "segmentation": "imported-masks"},
+           "its segmenter's class names are unknown and its masks have 7 classes, but config.toml has 10 groups")

@@ -5,6 +5,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from engine.store import apply_migrations, connect, migration_files, pending_migrations
 from engine.store.connection import JournalModeWarning
@@ -100,3 +101,86 @@ def test_caption_search_uses_fts(fresh_db) -> None:  # type: ignore[no-untyped-d
     assert [h.text for h in hits] == ["a pond near trees"]
     fresh_db.execute("DELETE FROM datasets")
     assert search_captions(fresh_db, ds.id, "pond") == []
+
+
+def _filled(path: Path, upto: str) -> sqlite3.Connection:
+    """A database migrated up to (not including) ``upto``, holding a dataset, runs, captions,
+    scores and a history of ratings with flags and notes."""
+    db = connect(path, migrate=False)
+    apply_migrations(db, stop_before=upto)
+    c = db.conn
+    c.execute("INSERT INTO datasets (name, kind, source_format, root, created_at) VALUES ('d', 'captioning', 'karpathy', '/x', 't')")
+    for i in range(1, 4):
+        c.execute("INSERT INTO images (dataset_id, filename, path, status) VALUES (1, ?, ?, 'ok')", [f"{i}.jpg", f"{i}.jpg"])
+    c.execute("INSERT INTO runs (kind, name, created_at, status) VALUES ('generation', 'gen', 't', 'complete')")
+    c.execute("INSERT INTO runs (kind, name, parent_run_id, created_at, status) VALUES ('evaluation', 'eval.gen', 1, 't', 'complete')")
+    for i in range(1, 4):
+        c.execute("INSERT INTO generations (run_id, image_id, text, created_at) VALUES (1, ?, ?, 't')", [i, f"caption {i}"])
+        c.execute("INSERT INTO scores (run_id, image_id, metric, value) VALUES (2, ?, 'CIDEr', ?)", [i, i / 10])
+    ratings = [(1, "ann", 4, '["grammar"]', "fine"), (1, "ann", 2, '["wrong count", "grammar"]', "two, not three"),
+               (2, "bob", 5, "[]", ""), (3, "bob", None, '["hallucinated object"]', "no boat here")]
+    c.executemany("INSERT INTO ratings (generation_id, reviewer, score, flags, note, created_at) VALUES (?, ?, ?, ?, ?, 't')", ratings)
+    c.commit()
+    return c
+
+
+RATING_COLUMNS = "id, generation_id, reviewer, score, flags, note, created_at"
+
+
+@pytest.mark.parametrize("upto", [f.stem for f in migration_files()[1:]])
+def test_every_migration_keeps_ratings_flags_and_notes(tmp_path: Path, upto: str) -> None:
+    """Each migration, applied to a database full of ratings, keeps every rating, flag, note, caption
+    and score as it was (a table rebuild through a runner that leaves foreign keys on deletes them)."""
+    conn = _filled(tmp_path / "w.db", upto)
+    before = {t: conn.execute(q).fetchall() for t, q in {
+        "ratings": f"SELECT {RATING_COLUMNS} FROM ratings ORDER BY id",
+        "generations": "SELECT id, run_id, image_id, text FROM generations ORDER BY id",
+        "scores": "SELECT run_id, image_id, metric, value FROM scores ORDER BY run_id, image_id",
+        "runs": "SELECT id, kind, name, parent_run_id FROM runs ORDER BY id",
+    }.items()}
+    db = sqlite_utils.Database(conn)
+    with pytest.warns(UserWarning, match="holds 4 ratings"):
+        applied = apply_migrations(db)
+    assert applied and applied[0] == upto
+    after = {t: conn.execute(q).fetchall() for t, q in {
+        "ratings": f"SELECT {RATING_COLUMNS} FROM ratings ORDER BY id",
+        "generations": "SELECT id, run_id, image_id, text FROM generations ORDER BY id",
+        "scores": "SELECT run_id, image_id, metric, value FROM scores ORDER BY run_id, image_id",
+        "runs": "SELECT id, kind, name, parent_run_id FROM runs ORDER BY id",
+    }.items()}
+    assert after == before
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    backups = list(tmp_path.glob("w.db.backup-*"))
+    assert len(backups) == 1
+    copy = sqlite3.connect(backups[0])
+    assert copy.execute(f"SELECT {RATING_COLUMNS} FROM ratings ORDER BY id").fetchall() == before["ratings"]
+
+
+def test_no_delete_of_a_run_or_dataset_reaches_ratings(fresh_db) -> None:  # type: ignore[no-untyped-def]
+    c = fresh_db.conn
+    c.execute("INSERT INTO datasets (name, kind, source_format, root, created_at) VALUES ('d', 'captioning', 'karpathy', '/x', 't')")
+    c.execute("INSERT INTO images (dataset_id, filename, path, status) VALUES (1, 'a.jpg', 'a.jpg', 'ok')")
+    c.execute("INSERT INTO runs (kind, name, family, created_at) VALUES ('generation', 'g', 'g', 't')")
+    c.execute("INSERT INTO generations (run_id, image_id, text, created_at) VALUES (1, 1, 'x', 't')")
+    c.execute("INSERT INTO ratings (generation_id, reviewer, score, created_at) VALUES (1, 'me', 3, 't')")
+    for statement in ("DELETE FROM runs", "DELETE FROM datasets", "DELETE FROM images", "DELETE FROM generations"):
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            c.execute(statement)
+    assert c.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 1
+
+
+def test_a_migration_that_breaks_a_foreign_key_changes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "0001_create_a.sql").write_text("CREATE TABLE a (id INTEGER PRIMARY KEY); CREATE TABLE b (a_id INTEGER REFERENCES a(id));"
+                                              " INSERT INTO a VALUES (1); INSERT INTO b VALUES (1);")
+    (folder / "0002_drop_a.sql").write_text("DROP TABLE a; CREATE TABLE a (id INTEGER PRIMARY KEY);")
+    db = connect(":memory:", migrate=False)
+    apply_migrations(db, folder=folder, stop_before="0002_drop_a")
+    from engine.store.migrate import MigrationError
+
+    with pytest.raises(MigrationError, match="1 rows pointing at missing rows .first: b row 1 -> a"):
+        apply_migrations(db, folder=folder)
+    assert db.conn.execute("SELECT COUNT(*) FROM a").fetchone()[0] == 1
+    assert pending_migrations(db, folder=folder) == ["0002_drop_a"]

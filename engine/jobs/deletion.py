@@ -1,0 +1,93 @@
+"""Deleting a run when a user means it (``workbench runs delete NAME --yes``).
+
+The one path that may remove ratings: it says first what goes (captions, scores, ratings, files,
+and the evaluations of a generation run), and before anything is deleted it writes every rating
+row it would remove, history included, to a file in ``exports/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.errors import WorkbenchError
+from engine.store.results import (
+    RunContents,
+    delete_runs_and_ratings,
+    rating_history,
+    run_contents,
+)
+from engine.store.runs import Run, dependants, get_run, list_runs
+from engine.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What deleting a run takes with it."""
+
+    runs: list[tuple[Run, RunContents]]
+    """The run, then its evaluations (for a generation run), with what each holds."""
+    folders: list[Path]
+    orphans: list[Run]
+    """Other runs made from it: they stay, and lose their link to it."""
+
+    @property
+    def ratings(self) -> int:
+        return sum(c.ratings for _, c in self.runs)
+
+
+def plan_deletion(ws: Workspace, name: str) -> Deletion:
+    """:raises WorkbenchError: if there is no such run"""
+    db = ws.open_db()
+    try:
+        run = get_run(db, name)
+        if run is None:
+            known = ", ".join(r.name for r in list_runs(db)) or "none yet"
+            raise WorkbenchError(f"no run named {name!r} (runs: {known})")
+        children = dependants(db, run.id)
+        doomed = [run, *(c for c in children if c.kind == "evaluation")]
+        folders = [Path(r.artifact_dir) for r in doomed if r.artifact_dir and Path(r.artifact_dir).exists()]
+        return Deletion([(r, run_contents(db, r.id)) for r in doomed], folders, [c for c in children if c.kind != "evaluation"])
+    finally:
+        db.close()
+
+
+def delete(ws: Workspace, plan: Deletion) -> Path | None:
+    """Write the ratings to ``exports/``, then delete the runs and their folders.
+
+    :returns: the ratings file, or None when there were no ratings
+    """
+    db = ws.open_db()
+    try:
+        ids = [r.id for r, _ in plan.runs]
+        saved = None
+        rows = rating_history(db, ids)
+        if rows:
+            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+            saved = ws.exports_dir / f"ratings-of-{plan.runs[0][0].name}-{stamp}.jsonl"
+            _write(saved, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        delete_runs_and_ratings(db, ids)
+    finally:
+        db.close()
+    for folder in plan.folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return saved
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
