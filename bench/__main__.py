@@ -11,7 +11,8 @@ import time
 
 from bench.common import Row
 
-BENCHMARKS = ["bench_ingest", "bench_compose", "bench_segment", "bench_captioning", "bench_evaluate", "bench_queue", "bench_tui"]
+BENCHMARKS = ["bench_ingest", "bench_compose", "bench_segment", "bench_captioning", "bench_evaluate", "bench_queue", "bench_executors",
+              "bench_tui"]
 """Modules of this package, each with ``run(quick) -> list[Row]``."""
 
 

@@ -75,6 +75,34 @@ cpu_jobs = 1
 images = "auto"
 
 # ---------------------------------------------------------------------------------------------
+# Where jobs run: "local" (this machine's runner; each GPU job gets its own GPUs through
+# CUDA_VISIBLE_DEVICES) or "slurm" (every job is submitted with sbatch). `--executor` on
+# `workbench jobs submit` and `workbench demo` chooses per call. README: "Running on a Slurm cluster".
+# ---------------------------------------------------------------------------------------------
+[executor]
+name = "local"
+
+# The database's journal: "wal" (readers never wait; needs every writer on one host) or
+# "delete" (for Slurm jobs on other nodes writing the workspace on a shared file system).
+# [store]
+# journal = "delete"
+
+# Slurm resources of every job; [slurm.kinds.KIND] changes them for one kind. GPUs: a GPU kind
+# asks for one per data-parallel process where the partition has GPUs, unless `gpus` says otherwise.
+# [slurm]
+# partition = "gpu"
+# account = "my-project"
+# qos = ""
+# time = "1-00:00:00"
+# cpus = 4
+# memory = "16G"
+# extra = ["--constraint=a100"]
+#
+# [slurm.kinds.train-captioner]
+# time = "2-00:00:00"
+# memory = "64G"
+
+# ---------------------------------------------------------------------------------------------
 # Key bindings of the TUI: action = "key" (Textual key names, e.g. "ctrl+s", "f2").
 # Uncomment a line to change a key; README.md ("The TUI") lists every action.
 # ---------------------------------------------------------------------------------------------
@@ -100,6 +128,58 @@ class ClassGroup:
 
 
 @dataclass(frozen=True)
+class SlurmResources:
+    """What a Slurm job asks for (empty strings and zeros: the cluster's defaults)."""
+
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    time: str = ""
+    """sbatch --time: minutes, or [days-]hours:minutes:seconds."""
+    cpus: int = 0
+    """sbatch --cpus-per-task."""
+    memory: str = ""
+    """sbatch --mem, e.g. 16G."""
+    gpus: int | None = None
+    """GPUs (--gres=gpu:N); None: what the job kind needs (one per data-parallel process of a GPU
+    kind) where the cluster has GPUs, none where it has not."""
+    extra: tuple[str, ...] = ()
+    """Further sbatch arguments, as given."""
+
+    def over(self, base: SlurmResources) -> SlurmResources:
+        """These resources where they are set, ``base``'s elsewhere."""
+        fields = {f: getattr(self, f) or getattr(base, f) for f in ("partition", "account", "qos", "time", "cpus", "memory")}
+        return SlurmResources(**fields, gpus=self.gpus if self.gpus is not None else base.gpus, extra=(*base.extra, *self.extra))
+
+
+SLURM_FIELDS = {"partition": str, "account": str, "qos": str, "time": str, "cpus": int, "memory": str, "gpus": int, "extra": list}
+EXECUTORS = ("local", "slurm")
+JOURNALS = ("wal", "delete")
+
+
+def parse_slurm(raw: object, where: str) -> SlurmResources:
+    """:raises ConfigError: naming the entry that is wrong"""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table of partition, account, qos, time, cpus, memory, gpus, extra")
+    unknown = [k for k in raw if k not in SLURM_FIELDS and k != "kinds"]
+    if unknown:
+        raise ConfigError(f"{where}: unknown entry {unknown[0]!r}; valid: {', '.join(SLURM_FIELDS)}")
+    values: dict[str, object] = {}
+    for key, kind in SLURM_FIELDS.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        if kind is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}.{key}: must be a list of sbatch arguments, e.g. [\"--constraint=a100\"]")
+            value = tuple(value)
+        elif not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or int(value) < 0)):  # type: ignore[call-overload]
+            raise ConfigError(f"{where}.{key}: must be {'a whole number >= 0' if kind is int else 'text'}")
+        values[key] = value
+    return SlurmResources(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Config:
     """The parsed ``config.toml``."""
 
@@ -111,6 +191,17 @@ class Config:
     """Default image protocol of the TUI."""
     keys: dict[str, str] = field(default_factory=dict)
     """Action name -> key, overriding the TUI's defaults."""
+    executor: str = "local"
+    """Where jobs run unless a call says otherwise: local or slurm."""
+    journal: str = "wal"
+    """The database's journal mode: wal, or delete for writers on several hosts."""
+    slurm: SlurmResources = field(default_factory=SlurmResources)
+    slurm_kinds: dict[str, SlurmResources] = field(default_factory=dict)
+
+    def slurm_for(self, kind: str) -> SlurmResources:
+        """The Slurm resources of a job kind: its own entries over the common ones."""
+        own = self.slurm_kinds.get(kind)
+        return own.over(self.slurm) if own else self.slurm
 
     @property
     def group_names(self) -> list[str]:
@@ -171,7 +262,20 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
     keys = data.get("keys", {})
     if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
         raise ConfigError(f"{source}: [keys] entries must be action = \"key\"")
-    return Config(groups=tuple(groups), cpu_jobs=cpu_jobs, images=images, keys=dict(keys))
+    executor = data.get("executor", {}).get("name", "local") if isinstance(data.get("executor", {}), dict) else None
+    if executor not in EXECUTORS:
+        raise ConfigError(f"{source}: executor.name must be one of {', '.join(EXECUTORS)}")
+    journal = data.get("store", {}).get("journal", "wal") if isinstance(data.get("store", {}), dict) else None
+    if journal not in JOURNALS:
+        raise ConfigError(f"{source}: store.journal must be one of {', '.join(JOURNALS)}")
+    raw_slurm = data.get("slurm", {})
+    slurm = parse_slurm(raw_slurm, f"{source}: [slurm]")
+    kinds_raw = raw_slurm.get("kinds", {}) if isinstance(raw_slurm, dict) else {}
+    if not isinstance(kinds_raw, dict):
+        raise ConfigError(f"{source}: [slurm.kinds] must hold one table per job kind")
+    slurm_kinds = {kind: parse_slurm(v, f"{source}: [slurm.kinds.{kind}]") for kind, v in kinds_raw.items()}
+    return Config(groups=tuple(groups), cpu_jobs=cpu_jobs, images=images, keys=dict(keys), executor=executor, journal=journal,
+                  slurm=slurm, slurm_kinds=slurm_kinds)
 
 
 def load_config(path: Path) -> Config:

@@ -29,7 +29,7 @@ def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
 
 
 CHECKPOINT = "checkpoint"
-"""The link in a run's folder that names its last complete checkpoint folder (``ckpt-NNNN``)."""
+"""The link in a run's folder that names its last complete checkpoint folder (``ckpt-<step>``)."""
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
@@ -38,15 +38,16 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return link.resolve() if link.is_dir() else None
 
 
-def write_checkpoint(out_dir: Path, epoch: int, fill: Callable[[Path], None]) -> Path:
+def write_checkpoint(out_dir: Path, step: int, fill: Callable[[Path], None]) -> Path:
     """Write a checkpoint as one unit: ``fill(folder)`` writes every file into a fresh folder, which
     becomes the checkpoint only when complete, by replacing the ``checkpoint`` link atomically. A
-    crash at any moment leaves the previous checkpoint whole (never files of two epochs mixed).
+    crash at any moment leaves the previous checkpoint whole (never files of two steps mixed).
 
+    :param step: the optimizer steps done (names the folder: an end of epoch, or a stop mid-epoch)
     :returns: the new checkpoint's folder
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / f"ckpt-{epoch:04d}"
+    final = out_dir / f"ckpt-{step:08d}"
     tmp = out_dir / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -86,7 +86,7 @@ class Workspace:
             raise WorkspaceError(f"{self.root}: cannot create the workspace ({exc.strerror})") from exc
         from engine.store import connect
 
-        connect(self.db_path).close()
+        connect(self.db_path, journal=self.config().journal).close()
         return new
 
     def open_db(self) -> sqlite_utils.Database:
@@ -101,7 +101,7 @@ class Workspace:
             )
         from engine.store import connect
 
-        return connect(self.db_path)
+        return connect(self.db_path, journal=self.config().journal)
 
     def config(self) -> Config:
         return load_config(self.config_path)

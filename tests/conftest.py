@@ -30,11 +30,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             has_gpu = torch.cuda.is_available()
         except ImportError:
             has_gpu = False
+    slurm_problem = _slurm_problem() if any("slurm" in item.keywords for item in items) else None
     for item in items:
         if "java" in item.keywords and not has_java:
             item.add_marker(pytest.mark.skip(reason="needs Java (java not on PATH)"))
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+        if "slurm" in item.keywords and slurm_problem:
+            item.add_marker(pytest.mark.skip(reason=slurm_problem))
+
+
+def _slurm_problem() -> str | None:
+    """Why the Slurm tests cannot run here, or None when a Slurm answers with an idle node."""
+    import subprocess
+
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "needs Slurm (sinfo/sbatch not found; `scripts/slurm-up` installs and starts one as root)"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"needs a running Slurm (sinfo failed: {exc})"
+    if out.returncode != 0 or not any(s.strip() in ("idle", "mixed", "allocated") for s in out.stdout.splitlines()):
+        return f"needs a running Slurm with a node up (sinfo: {(out.stderr or out.stdout).strip()[:120] or 'no nodes'}); run scripts/slurm-up"
+    return None
 
 
 @pytest.fixture

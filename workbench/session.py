@@ -58,7 +58,7 @@ class Session:
         """This thread's connection (migrations already ran when the app was made)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = connect(self.workspace.db_path, migrate=False)
+            db = connect(self.workspace.db_path, migrate=False, journal=self.config.journal)
             self._local.db = db
         return db
 

@@ -112,12 +112,20 @@ def load_pretrained(base: str, *, load_in_4bit: bool, trust_remote_code: bool, d
     return model, tokenizer
 
 
-def add_lora(model: Any, settings: LoraSettings, *, quantized: bool) -> Any:
-    """Wrap ``model`` with trainable LoRA adapters (peft); the base weights stay frozen."""
+def add_lora(model: Any, settings: LoraSettings, *, quantized: bool, gradient_checkpointing: bool = False) -> Any:
+    """Wrap ``model`` with trainable LoRA adapters (peft); the base weights stay frozen.
+
+    Gradient checkpointing is the non-reentrant kind: the reentrant one needs inputs that require
+    grad (false for frozen embeddings under LoRA) and breaks under DDP.
+    """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    checkpointing = {"use_reentrant": False}
     if quantized:
-        model = prepare_model_for_kbit_training(model)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [t for t in settings.targets if t not in names]
     if missing:

@@ -23,6 +23,7 @@ from typing import Any
 
 from engine.captioning.data import Encoded, collate, length_grouped_batches, random_batches
 from engine.captioning.errors import CaptioningError
+from engine.distributed import SINGLE, Dist, all_sum, any_true, barrier, shard
 from engine.training import latest_checkpoint, link_or_copy, warmup_cosine, write_checkpoint
 
 Progress = Callable[..., None]
@@ -52,25 +53,32 @@ class TrainResult:
     stopped: bool = False
     early_stopped: bool = False
     resumed_from: int = 0
+    """Epochs complete when this attempt started."""
     steps: int = 0
+    resumed_step: int = 0
+    """Optimizer steps done when this attempt started (0: a fresh start)."""
 
 
-def validation_loss(model: Any, data: Sequence[Encoded], pad_id: int, device: str, batch_size: int = 32) -> float:
-    """Mean loss per caption token over ``data``."""
+def validation_loss(model: Any, data: Sequence[Encoded], pad_id: int, device: str, batch_size: int = 32,
+                    dist: Dist = SINGLE) -> float:
+    """Mean loss per caption token over ``data`` (each process scores its share; the sums are
+    gathered, so every process gets the same number)."""
     import torch
 
     if not data:
         return float("nan")
+    mine = shard(list(data), dist)
     model.eval()
     total, tokens = 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            batch = {k: v.to(device) for k, v in collate(data[start : start + batch_size], pad_id).items()}
+        for start in range(0, len(mine), batch_size):
+            batch = {k: v.to(device) for k, v in collate(mine[start : start + batch_size], pad_id).items()}
             n = int((batch["labels"][:, 1:] != -100).sum())
             total += float(model(**batch).loss) * n
             tokens += n
     model.train()
-    return total / max(tokens, 1)
+    summed, counted = all_sum([total, float(tokens)], dist)
+    return summed / max(counted, 1)
 
 
 def _trainable_state(model: Any) -> dict[str, Any]:
@@ -90,12 +98,20 @@ def train_captioner(
     device: str = "cpu",
     merge_lora: bool = False,
     save_extra: dict[str, Any] | None = None,
+    dist: Dist = SINGLE,
 ) -> TrainResult:
-    """Train (or resume) into ``out_dir``; the best model by validation loss is kept in model/."""
+    """Train (or resume) into ``out_dir``; the best model by validation loss is kept in model/.
+
+    Data-parallel (``dist``): every process takes its share of each global batch of
+    ``batch_size`` pairs, DDP averages the gradients, validation is gathered, and only rank 0
+    writes checkpoints. A stop saves a checkpoint at the last optimizer step, mid-epoch, and a
+    resume (under any number of processes) continues from there with the same batches.
+    """
     import torch
 
     torch.manual_seed(config.seed)
     model.to(device).train()
+    wrapped = _ddp(model, device, dist)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(train) / config.batch_size / config.grad_accum)
@@ -103,7 +119,7 @@ def train_captioner(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, config.warmup_steps, total, 0.1))
     pad_id = tokenizer.pad_token_id
     out_dir.mkdir(parents=True, exist_ok=True)
-    start_epoch, step, history, best, bad_epochs = 0, 0, [], float("inf"), 0
+    start_epoch, skip, step, history, best, bad_epochs = 0, 0, 0, [], float("inf"), 0
     last = latest_checkpoint(out_dir) or (out_dir if (out_dir / "trainer.pt").is_file() else None)
     if last is not None:
         state = torch.load(last / "trainer.pt", map_location=device, weights_only=True)
@@ -118,20 +134,50 @@ def train_captioner(
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start_epoch, step, history, best, bad_epochs = state["epoch"], state["step"], state["history"], state["best"], state["bad_epochs"]
-    resumed_from = start_epoch
+        skip = int(state.get("batch", 0))  # a stop mid-epoch: the batches of this epoch already done
+    resumed_from, resumed_step = start_epoch, step
     lengths = [len(e.input_ids) for e in train]
-    result = TrainResult(start_epoch, best, history, resumed_from=resumed_from, steps=step)
+    result = TrainResult(start_epoch, best, history, resumed_from=resumed_from, steps=step, resumed_step=resumed_step)
+
+    def checkpoint(epoch: int, batch: int, save_model: bool, metrics: dict[str, Any]) -> None:
+        """Rank 0 writes the checkpoint: at an epoch's end (``batch`` 0 of the next), or mid-epoch."""
+        if not dist.main:
+            return
+        state = {"weights": _trainable_state(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                 "epoch": epoch, "batch": batch, "step": step, "history": history, "best": best, "bad_epochs": bad_epochs}
+        previous = latest_checkpoint(out_dir)
+        save_model = save_model or previous is None or not (previous / "model").is_dir()
+
+        def fill(folder: Path) -> None:
+            if save_model:
+                _save_model(model, tokenizer, folder / "model", merge_lora=False)
+            else:  # the best model is an earlier one: the same files, linked
+                link_or_copy(previous / "model", folder / "model")  # type: ignore[operator]
+            torch.save(state, folder / "trainer.pt")
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+        write_checkpoint(out_dir, step, fill)
+        _link_model(out_dir)
+
+    def metrics_now() -> dict[str, Any]:
+        return {"history": history, "best_val_loss": best, "config": asdict(config), **(save_extra or {})}
+
     for epoch in range(start_epoch, config.epochs):
         seed = config.seed * 1000 + epoch
         batches = length_grouped_batches(lengths, config.batch_size, seed) if config.length_grouped else random_batches(len(train), config.batch_size, seed)
-        running, count = 0.0, 0
+        running, count, boundary, first = 0.0, 0, skip, skip
         optimizer.zero_grad(set_to_none=True)
         for k, idx in enumerate(batches):
-            if should_stop():
-                result.stopped = True
+            if k < skip:
+                continue
+            if any_true(should_stop(), dist):
+                if boundary > first:  # keep the steps done in this epoch since the last checkpoint
+                    checkpoint(epoch, boundary, False, metrics_now())
+                result.stopped, result.steps = True, step
                 return result
-            batch = {key: v.to(device) for key, v in collate([train[i] for i in idx], pad_id).items()}
-            loss = model(**batch).loss
+            mine = shard(idx, dist) or idx[:1]  # a short last batch: a process with no share repeats one pair
+            batch = {key: v.to(device) for key, v in collate([train[i] for i in mine], pad_id).items()}
+            loss = wrapped(**batch).loss
             (loss / config.grad_accum).backward()
             running += float(loss.detach())
             count += 1
@@ -141,43 +187,44 @@ def train_captioner(
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                progress(step, total, f"epoch {epoch + 1}/{config.epochs}", loss=float(loss.detach()), lr=schedule.get_last_lr()[0])
+                boundary = k + 1
+                mean = all_sum([float(loss.detach())], dist)[0] / dist.world
+                progress(step, total, f"epoch {epoch + 1}/{config.epochs}", loss=mean, lr=schedule.get_last_lr()[0])
                 if config.max_steps and step >= config.max_steps:
                     break
-        val_loss = validation_loss(model, val, pad_id, device)
-        history.append({"epoch": epoch + 1, "step": step, "train_loss": running / max(count, 1), "val_loss": val_loss})
+        skip = 0
+        val_loss = validation_loss(model, val, pad_id, device, dist=dist)
+        train_loss = all_sum([running, float(count)], dist)
+        history.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss[0] / max(train_loss[1], 1), "val_loss": val_loss})
         improved = not math.isnan(val_loss) and val_loss < best
         if improved or math.isnan(val_loss):
             best = val_loss if improved else best
             bad_epochs = 0
         else:
             bad_epochs += 1
-        state = {"weights": _trainable_state(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                 "epoch": epoch + 1, "step": step, "history": history, "best": best, "bad_epochs": bad_epochs}
-        metrics = {"history": history, "best_val_loss": best, "config": asdict(config), **(save_extra or {})}
-        previous = latest_checkpoint(out_dir)
-        save_now = improved or math.isnan(val_loss) or previous is None or not (previous / "model").is_dir()
-
-        def fill(folder: Path) -> None:
-            if save_now:
-                _save_model(model, tokenizer, folder / "model", merge_lora=False)
-            else:  # the best model is an earlier epoch's: the same files, linked
-                link_or_copy(previous / "model", folder / "model")  # type: ignore[operator]
-            torch.save(state, folder / "trainer.pt")
-            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-
-        write_checkpoint(out_dir, epoch + 1, fill)
-        _link_model(out_dir)
+        checkpoint(epoch + 1, 0, improved or math.isnan(val_loss), metrics_now())
         progress(step, total, f"epoch {epoch + 1} validated", val_loss=val_loss)
-        result = TrainResult(epoch + 1, best, history, resumed_from=resumed_from, steps=step)
+        result = TrainResult(epoch + 1, best, history, resumed_from=resumed_from, steps=step, resumed_step=resumed_step)
         if bad_epochs >= config.patience:
             result.early_stopped = True
             break
         if config.max_steps and step >= config.max_steps:
             break
-    if merge_lora:
+    barrier(dist)
+    if merge_lora and dist.main:
         merge_saved_adapter(out_dir / "model")
     return result
+
+
+def _ddp(model: Any, device: str, dist: Dist) -> Any:
+    """The model DDP-wrapped for a data-parallel run (gradients averaged over processes); the
+    bare model otherwise."""
+    if not dist.parallel:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [int(device.split(":")[1])] if device.startswith("cuda:") else None
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
 
 
 def _link_model(out_dir: Path) -> None:

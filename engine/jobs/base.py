@@ -67,6 +67,10 @@ class JobContext:
     on_progress: Callable[[Progress], None] = lambda p: None
     stop_requested: Callable[[], bool] = lambda: False
     job_id: int | None = None
+    rank: int = 0
+    """This process's rank among a data-parallel job's processes: only rank 0 writes the store."""
+    world: int = 1
+    """How many processes run the job."""
     on_run: Callable[[int], None] = lambda run_id: None
     """Told the run a job works on as soon as it exists (a queued job's row then names it, so every
     attempt's progress belongs to the run, not only the one that succeeded)."""
@@ -74,8 +78,14 @@ class JobContext:
     def progress(self, step: int, total: int | None = None, message: str = "", **metrics: float) -> None:
         self.on_progress(Progress(step, total, message, {k: float(v) for k, v in metrics.items()}))
 
+    @property
+    def main(self) -> bool:
+        """True in the one process that writes the store (always, unless the job is data-parallel)."""
+        return self.rank == 0
+
     def attach_run(self, run_id: int) -> None:
-        self.on_run(run_id)
+        if self.main:
+            self.on_run(run_id)
 
     def should_stop(self) -> bool:
         return self.stop_requested()
@@ -99,7 +109,14 @@ class JobKind:
     run: Callable[[Any, JobContext], JobResult]
     summary: str
     uses_gpu: bool = False
-    """Whether the runner must give it a GPU slot (when one exists)."""
+    """Whether it runs on GPUs where there are some (then each of its processes gets its own)."""
+    gpus: Callable[[Any], int] | None = None
+    """GPUs a job needs given its params (default: one per data-parallel process of a GPU kind)."""
+
+    def gpus_needed(self, params: Any) -> int:
+        if self.gpus is not None:
+            return self.gpus(params)
+        return processes_of(params) if self.uses_gpu else 0
 
     def parse(self, raw: Mapping[str, Any]) -> Any:
         """Build validated params from strings (CLI, forms) or typed values.
@@ -107,6 +124,11 @@ class JobKind:
         :raises ParamsError: naming the parameter at fault and the valid names
         """
         return parse_params(self.params, raw, kind=self.name)
+
+
+def processes_of(params: Any) -> int:
+    """Data-parallel processes a job runs as (``processes=N`` of the training kinds; else 1)."""
+    return int(getattr(params, "processes", 1) or 1)
 
 
 def _is_optional(tp: Any) -> tuple[bool, Any]:

@@ -5,11 +5,11 @@ job kind."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.datasets.errors import DatasetError
 from engine.errors import WorkbenchError
@@ -143,6 +143,30 @@ def _free_suffix(ctx: JobContext, family: str) -> str:
     while ctx.workspace.model_dir(f"{family}.{n}").exists() or get_run_exact(ctx.db, f"{family}.{n}") is not None:
         n += 1
     return str(n)
+
+
+T = TypeVar("T")
+
+
+def on_main(ctx: JobContext, fn: Callable[[], T], error: type[WorkbenchError]) -> T:
+    """``fn()`` computed by rank 0 alone (it names runs, writes the store) and handed to every
+    process of a data-parallel job; an error raised there is raised in every process, so none
+    waits forever for the others."""
+    from engine import distributed
+
+    dist = distributed.from_env()
+    if not dist.parallel:
+        return fn()
+    outcome: tuple[bool, Any] = (True, None)
+    if dist.main:
+        try:
+            outcome = (True, fn())
+        except WorkbenchError as exc:
+            outcome = (False, str(exc))
+    ok, value = distributed.broadcast(outcome, dist)
+    if not ok:
+        raise error(value)
+    return value  # type: ignore[no-any-return]
 
 
 RUNTIME_PARAMS = ("device", "num_workers", "processes", "executor", "gradient_checkpointing")

@@ -1,45 +1,48 @@
-"""The durable runner: one per workspace, detached from any terminal, runs queued jobs.
+"""The durable runner: one per workspace, detached from any terminal, starts queued jobs on their
+executor and follows them.
 
 - One live runner per workspace: it holds an exclusive lock on ``runner.lock`` (released by the
   kernel when the process dies, so a dead runner's claim expires by itself).
-- Each job runs in a forked child in its own session and process group, with its own log file
-  (``logs/job-<id>.log``). Forking (not a new interpreter) keeps the per-job overhead to a few
-  milliseconds. Children die with the runner (PR_SET_PDEATHSIG), so a killed runner leaves no
-  half-run job going; such jobs become ``interrupted`` once their heartbeat is stale.
-- The runner heartbeats its running jobs, relays cancel requests (SIGTERM to the job's group,
-  SIGKILL after a grace period) and recovers stale jobs.
-- Slots: jobs that use the GPU run one per GPU; others up to ``cpu_jobs`` at a time. Without a
-  GPU, every job takes a CPU slot.
-
-Executors: this is the local executor. A cluster executor (Slurm ``sbatch``) or a multi-GPU
-launcher (``accelerate launch``/``torchrun``) plugs in at :meth:`Runner._start`: instead of
-forking, it submits ``workbench jobs exec ID`` to the scheduler (or under the launcher), which
-runs :func:`engine.jobs.child.execute` exactly as the forked child does; the queue, progress,
-cancel (``scancel``) and heartbeat protocol stay the same.
+- Local jobs run in forked children (``engine.jobs.executors.local``): one per GPU pool share for
+  GPU jobs (each with its own CUDA_VISIBLE_DEVICES), ``cpu_jobs`` at a time for the others (and
+  for GPU jobs on a machine without GPUs). Children die with the runner, and such jobs become
+  ``interrupted`` once their heartbeat is stale.
+- Slurm jobs (``engine.jobs.executors.slurm``) are submitted when their dependencies succeeded
+  and followed with squeue/scontrol; they outlive the runner, and a new runner picks them up.
+- The runner heartbeats its running jobs, relays cancel requests and recovers stale jobs. Its
+  store writes retry while another writer holds the database locked; it never exits while
+  children run because of a busy database.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
-import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.process import die_with_parent
+from engine.errors import WorkbenchError
+from engine.jobs.executors import Launch
+from engine.jobs.executors.local import LocalExecutor, gpu_ids
+from engine.jobs.executors.slurm import ENDED, GRACE, SlurmExecutor, describe
 from engine.store import jobs as q
+from engine.store.connection import is_locked
 from engine.workspace import Workspace
 
 STALE_AFTER = float(os.environ.get("WORKBENCH_STALE_S", "30"))
 """Seconds without a heartbeat before a running job counts as interrupted."""
-CANCEL_GRACE = 3.0
-"""Seconds between SIGTERM and SIGKILL when a running job is cancelled."""
 POLL = 0.02
 """Seconds between looks at the queue while busy."""
+SLURM_POLL = 1.0
+"""Seconds between questions to Slurm."""
+
+log = logging.getLogger("workbench.runner")
 
 
 class RunnerBusy(Exception):
@@ -48,16 +51,7 @@ class RunnerBusy(Exception):
 
 def gpu_count() -> int:
     """GPUs visible to jobs, without importing torch (CUDA_VISIBLE_DEVICES or nvidia-smi)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    return len(gpu_ids())
 
 
 def runner_alive(ws: Workspace) -> bool:
@@ -78,12 +72,12 @@ def start_detached(ws: Workspace) -> int:
     """Start ``workbench worker --exit-when-idle`` in its own session, detached from this terminal
     (closing it, or losing SSH, does not stop the runner). Returns its pid."""
     ws.logs_dir.mkdir(parents=True, exist_ok=True)
-    log = open(ws.logs_dir / "runner.log", "ab")  # noqa: SIM115 (handed to the child)
+    out = open(ws.logs_dir / "runner.log", "ab")  # noqa: SIM115 (handed to the child)
     proc = subprocess.Popen(
         [sys.executable, "-m", "workbench.cli", "--workspace", str(ws.root.resolve()), "worker", "--exit-when-idle"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+        stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, close_fds=True,
     )
-    log.close()
+    out.close()
     return proc.pid
 
 
@@ -96,23 +90,26 @@ def ensure_runner(ws: Workspace) -> bool:
 
 
 @dataclass
-class _Running:
-    job: q.Job
-    pid: int
-    cancel_sent: float | None = None
-
-
-@dataclass
 class Runner:
     workspace: Workspace
     cpu_jobs: int = 1
-    gpus: int = 0
+    gpus: list[str] | None = None
+    """The GPUs it may hand out (default: its CUDA_VISIBLE_DEVICES, else nvidia-smi's)."""
     idle_exit: float | None = None
     """Exit after this many seconds with nothing queued or running (None: run until stopped)."""
-    running: dict[int, _Running] = field(default_factory=dict)
+    running: dict[int, Launch] = field(default_factory=dict)
     _stop: bool = False
 
-    def serve(self, log: Any = None) -> int:
+    def __post_init__(self) -> None:
+        self.local = LocalExecutor(self.workspace, self.gpus)
+        self.slurm = SlurmExecutor(self.workspace)
+        self._last_slurm = 0.0
+
+    @property
+    def gpu_pool(self) -> list[str]:
+        return self.local.pool
+
+    def serve(self) -> int:
         """Run jobs until stopped (SIGTERM/SIGINT) or idle; returns the number of jobs started.
 
         :raises RunnerBusy: if another runner holds the workspace
@@ -125,34 +122,43 @@ class Runner:
             raise RunnerBusy(f"{self.workspace.root}: a runner already serves this workspace") from None
         db = self.workspace.open_db()
         runner_id = q.register_runner(db, os.getpid())
+        for active in q.active_jobs(db, "slurm"):  # Slurm's jobs outlive runners: follow them again
+            if active.external_id:
+                self.running[active.id] = Launch(active, self.workspace.logs_dir / f"job-{active.id}.log", external_id=active.external_id)
         q.mark_stale(db, STALE_AFTER)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         started, idle_since, last_beat = 0, time.monotonic(), 0.0
         try:
             while not self._stop:
-                self._reap(db)
-                self._relay_cancels(db)
-                job = self._claim(db)
-                if job is not None:
-                    self._start(db, job)
-                    started += 1
-                    idle_since = time.monotonic()
+                try:
+                    self._follow(db)
+                    claimed = q.claim_next(db, self._fits)
+                    if claimed is not None:
+                        self._start(db, claimed)
+                        started += 1
+                        idle_since = time.monotonic()
+                        continue
+                    now = time.monotonic()
+                    if now - last_beat >= 1.0:
+                        q.heartbeat(db, [j for j, launch in self.running.items() if launch.job.executor != "slurm"])
+                        q.runner_heartbeat(db, runner_id)
+                        q.mark_stale(db, STALE_AFTER, live_pids=[r.pid for r in self.running.values() if r.pid])
+                        last_beat = now
+                except sqlite3.OperationalError as exc:  # the queue's writes retry; a read can still meet a lock
+                    if not is_locked(exc):
+                        raise
+                    log.warning("database busy; retrying")
+                    time.sleep(0.5)
                     continue
-                now = time.monotonic()
-                if now - last_beat >= 1.0:
-                    q.heartbeat(db, list(self.running))
-                    q.runner_heartbeat(db, runner_id)
-                    q.mark_stale(db, STALE_AFTER, live_pids=[r.pid for r in self.running.values()])
-                    last_beat = now
                 if self.running:
                     idle_since = now
                 elif self.idle_exit is not None and now - idle_since >= self.idle_exit:
                     break
                 time.sleep(POLL if self.running else 0.2)
         finally:
-            for r in self.running.values():
-                _kill_group(r.pid, signal.SIGTERM)
+            for launch in self.running.values():
+                self._executor(launch.job).stop(launch)
             q.runner_heartbeat(db, runner_id, stopped=True)
             db.close()
             lock.close()
@@ -161,65 +167,87 @@ class Runner:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop = True
 
-    def _claim(self, db: Any) -> q.Job | None:
-        gpu_busy = sum(1 for r in self.running.values() if r.job.uses_gpu and self.gpus)
-        cpu_busy = len(self.running) - gpu_busy
-        take_cpu = cpu_busy < self.cpu_jobs
-        take_gpu = gpu_busy < self.gpus if self.gpus else take_cpu
-        if not take_cpu and not take_gpu:
-            return None
-        return q.claim_next(db, take_gpu=take_gpu, take_cpu=take_cpu)
+    def _executor(self, job: q.Job) -> Any:
+        return self.slurm if job.executor == "slurm" else self.local
+
+    def _fits(self, executor: str, gpus_needed: int) -> bool:
+        """Whether a queued job of this executor and GPU need can start now."""
+        if executor == "slurm":
+            return True  # Slurm queues it; its resources are the cluster's business
+        local = [r for r in self.running.values() if r.job.executor != "slurm"]
+        if gpus_needed and self.local.pool:
+            return gpus_needed <= len(self.local.free_gpus(local)) or gpus_needed > len(self.local.pool)
+        return sum(1 for r in local if not r.gpus) < self.cpu_jobs
 
     def _start(self, db: Any, job: q.Job) -> None:
-        log_path = (self.workspace.logs_dir / f"job-{job.id}.log").resolve()  # readable from any directory
-        self.workspace.logs_dir.mkdir(parents=True, exist_ok=True)
-        pid = os.fork()
-        if pid == 0:  # the child: its own session, dies with the runner, runs the job, never returns
-            code = 1
-            try:
-                os.setsid()
-                die_with_parent()
-                fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                devnull = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(devnull, 0)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                from engine.jobs.child import execute
-
-                code = execute(self.workspace, job.id, str(log_path))
-            finally:
-                os._exit(code)
-        # Recorded by the parent at once, so the row never names the wrong process.
-        q.set_job_pid(db, job.id, pid, str(log_path))
-        self.running[job.id] = _Running(job, pid)
-
-    def _reap(self, db: Any) -> None:
-        for job_id, r in list(self.running.items()):
-            done, status = os.waitpid(r.pid, os.WNOHANG)
-            if done == 0:
-                continue
-            del self.running[job_id]
-            # The child records its own ending; this covers a child killed before it could.
-            if os.WIFSIGNALED(status):
-                how = "cancelled" if r.cancel_sent else "failed"
-                q.finish_job(db, job_id, how, f"{how}: killed by signal {os.WTERMSIG(status)}", error=f"signal {os.WTERMSIG(status)}")
+        try:
+            if job.executor == "slurm":
+                launch = self.slurm.start(db, job)
             else:
-                q.finish_job(db, job_id, "failed", f"failed: exit code {os.WEXITSTATUS(status)}", error=f"exit {os.WEXITSTATUS(status)}")
+                gpus: list[str] = []
+                if job.gpus_needed and self.local.pool:
+                    if job.gpus_needed > len(self.local.pool):
+                        raise WorkbenchError(f"needs {job.gpus_needed} GPUs; this runner has {len(self.local.pool)} "
+                                             f"({', '.join(self.local.pool)})")
+                    local = [r for r in self.running.values() if r.job.executor != "slurm"]
+                    gpus = self.local.free_gpus(local)[: job.gpus_needed]
+                launch = self.local.start(db, job, gpus)
+        except WorkbenchError as exc:
+            q.finish_job(db, job.id, "failed", f"failed: {exc}", error=str(exc))
+            return
+        self.running[job.id] = launch
 
-    def _relay_cancels(self, db: Any) -> None:
-        wanted = {j.id for j in q.cancel_requested(db)}
+    def _follow(self, db: Any) -> None:
+        """Reap ended local children, follow Slurm's jobs, relay cancel requests."""
         now = time.monotonic()
-        for job_id, r in self.running.items():
-            if job_id in wanted and r.cancel_sent is None:
-                _kill_group(r.pid, signal.SIGTERM)
-                r.cancel_sent = now
-            elif r.cancel_sent is not None and now - r.cancel_sent > CANCEL_GRACE:
-                _kill_group(r.pid, signal.SIGKILL)
+        wanted = {j.id for j in q.cancel_requested(db)}
+        for job_id, launch in list(self.running.items()):
+            executor = self._executor(launch.job)
+            if job_id in wanted or launch.cancel_sent is not None:
+                executor.cancel(launch, now)
+            if launch.job.executor != "slurm" and self.local.reap(db, launch):
+                del self.running[job_id]
+        if now - self._last_slurm >= SLURM_POLL and any(r.job.executor == "slurm" for r in self.running.values()):
+            self._last_slurm = now
+            self._follow_slurm(db, now, wanted)
 
-
-def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    def _follow_slurm(self, db: Any, now: float, cancelled: set[int]) -> None:
+        launches = [r for r in self.running.values() if r.job.executor == "slurm"]
+        try:
+            states = self.slurm.states(launches)
+        except WorkbenchError as exc:
+            log.warning("cannot ask Slurm: %s", exc)
+            return
+        alive = []
+        for launch in launches:
+            row = q.get_job(db, launch.job.id)
+            state = states.get(launch.external_id or "", {})
+            launch.state = state.get("JobState", "UNKNOWN")
+            if row is None or row.status != "running":  # its process recorded the ending
+                if row is not None and row.error == "SIGTERM" and state and launch.state not in ENDED:
+                    continue  # stopped by a signal: once Slurm says why (TIMEOUT, ...), the message says so too
+                if row is not None and row.error == "SIGTERM" and state:
+                    q.amend_message(db, row.id, f"interrupted: Slurm job {launch.external_id} ended {describe(state)}; "
+                                    f"`workbench jobs retry {row.id}` runs it again (training resumes from its checkpoint)")
+                del self.running[launch.job.id]
+                continue
+            if state and launch.state not in ENDED:
+                alive.append(launch.job.id)
+                if launch.state == "PENDING" and row.pid is None:
+                    reason = state.get("Reason", "")
+                    q.set_launch(db, row.id, log_path=str(launch.log_path), message=f"waiting in Slurm as job {launch.external_id}"
+                                 + (f" ({reason})" if reason and reason not in ("None", "(null)") else ""))
+                continue
+            launch.ended_seen = launch.ended_seen or now
+            if now - launch.ended_seen < GRACE:
+                continue
+            if row.id in cancelled or launch.cancel_sent is not None:
+                q.finish_job(db, row.id, "cancelled", "cancelled (Slurm job ended)")
+            else:
+                what = f"ended {describe(state)}" if state else "ended (Slurm no longer knows it)"
+                q.finish_job(db, row.id, "interrupted",
+                             f"interrupted: Slurm job {launch.external_id} {what} before the job finished; "
+                             f"`workbench jobs retry {row.id}` runs it again (training resumes from its checkpoint)",
+                             error=f"slurm {launch.state}")
+            del self.running[launch.job.id]
+        q.heartbeat(db, alive)  # Slurm still has them: pending ones have no process to heartbeat

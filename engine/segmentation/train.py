@@ -26,6 +26,7 @@ from engine.segmentation.data import EvalSet, Item, TrainingSet
 from engine.segmentation.errors import SegmentationError
 from engine.segmentation.metrics import IGNORE, confusion, iou, mean_iou, pixel_accuracy
 from engine.segmentation.model import ModelConfig, build_model
+from engine.distributed import SINGLE, Dist, all_sum, any_true, barrier, shard
 from engine.training import device_for, latest_checkpoint, warmup_cosine, write_checkpoint
 
 Progress = Callable[..., None]
@@ -57,6 +58,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: bool = False
     resumed_from: int = 0
+    resumed_step: int = 0
 
 
 def class_weights(pixels: Sequence[int], ignore: Sequence[int]) -> list[float]:
@@ -92,20 +94,24 @@ def _dice_loss(logits: Any, target: Any, n: int) -> Any:
     return (1 - dice[present]).mean() if bool(present.any()) else torch.zeros((), device=logits.device)
 
 
-def evaluate(model: Any, items: Sequence[Item], lut: np.ndarray, n: int, *, size: int, device: str, ignore: Sequence[int]) -> np.ndarray:
-    """Confusion matrix (n, n) of the model on whole images (batch of one: sizes differ)."""
+def evaluate(model: Any, items: Sequence[Item], lut: np.ndarray, n: int, *, size: int, device: str, ignore: Sequence[int],
+             dist: Dist = SINGLE) -> np.ndarray:
+    """Confusion matrix (n, n) of the model on whole images (batch of one: sizes differ); each
+    data-parallel process scores its share and the counts are summed over processes."""
     import torch
 
     cm = np.zeros((n, n), np.int64)
     model.eval()
     with torch.no_grad():
         evalset = EvalSet(items, lut, size=size)
-        for x, y in (evalset[i] for i in range(len(evalset))):
+        for x, y in (evalset[i] for i in shard(list(range(len(evalset))), dist)):
             logits = model(x.unsqueeze(0).to(device)).float()
             for g in ignore:
                 logits[:, g] = -1e9  # never predict an ignored group (finite: resizing -inf gives NaN)
             cm += confusion(logits.argmax(1).cpu().numpy(), y.numpy(), n)
     model.train()
+    if dist.parallel:
+        cm = np.asarray(all_sum(cm.ravel().astype(np.float64).tolist(), dist), dtype=np.float64).round().astype(np.int64).reshape(n, n)
     return cm
 
 
@@ -136,8 +142,17 @@ def train(
     progress: Progress = lambda *a, **k: None,
     should_stop: Callable[[], bool] = lambda: False,
     device: str | None = None,
+    dist: Dist = SINGLE,
 ) -> TrainResult:
-    """Train (or resume) into ``out_dir``; returns the last validation metrics."""
+    """Train (or resume) into ``out_dir``; returns the last validation metrics.
+
+    Data-parallel (``dist``): every process loads its share of each global batch of
+    ``batch_size`` crops (the crops are the same whatever the process count: they are seeded by
+    image and epoch), DDP averages the gradients (on CUDA with SyncBatchNorm, so batch statistics
+    are the global batch's; on CPU each process normalises its own share), validation counts are
+    summed, and only rank 0 writes. A stop saves a checkpoint at the step reached; a resume, under
+    any number of processes, continues there.
+    """
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -145,13 +160,20 @@ def train(
         raise SegmentationError("no training images: the dataset's train split is empty")
     if not val_items:
         raise SegmentationError("no validation images: the dataset's val split is empty")
-    device = device_for(device)
+    device = dist.device(device_for(device))
     n = model_config.classes
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(device)
     cuda = device.startswith("cuda")
     if cuda:
         model = model.to(memory_format=torch.channels_last)
+    wrapped = model
+    if dist.parallel:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if cuda:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        wrapped = DistributedDataParallel(model, device_ids=[int(device.split(":")[1])] if cuda else None)
     data = TrainingSet(train_items, lut, size=config.input_size, max_side=config.max_side, crop_min=config.crop_min, seed=config.seed)
     per_epoch = config.steps_per_epoch or max(1, len(data) // config.batch_size)
     total_steps = per_epoch * config.epochs
@@ -162,7 +184,7 @@ def train(
     ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device), ignore_index=IGNORE)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    start_epoch, step, history = 0, 0, []
+    start_epoch, skip, step, history = 0, 0, 0, []
     last = latest_checkpoint(out_dir)
     if last is not None:
         state = torch.load(last / "trainer.pt", map_location=device, weights_only=True)
@@ -174,7 +196,13 @@ def train(
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
-    resumed_from = start_epoch
+        skip = int(state.get("batch", 0))  # stopped mid-epoch: the steps of this epoch already done
+    resumed_from, resumed_step = start_epoch, step
+
+    def save(epoch: int, batch: int) -> None:
+        if dist.main:
+            _save(out_dir, model, {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict()},
+                  epoch, step, history, model_config, config, class_names, ignore, save_file, batch=batch)
 
     metrics: dict[str, Any] = history[-1] if history else {}
     model.train()
@@ -184,20 +212,23 @@ def train(
         needed = per_epoch * config.batch_size
         order = np.resize(order, needed)  # repeats the permutation when steps_per_epoch asks for more
         batches = [order[i : i + config.batch_size].tolist() for i in range(0, needed, config.batch_size)]
+        mine = [shard(b, dist) or b[:1] for b in batches[skip:]]  # this process's share of each global batch
         loader: Any = torch.utils.data.DataLoader(
             data,  # type: ignore[arg-type]
-            batch_sampler=batches, num_workers=config.num_workers, pin_memory=cuda,
+            batch_sampler=mine, num_workers=config.num_workers, pin_memory=cuda,
             persistent_workers=False,
         )
-        running = 0.0
-        for x, y in loader:
-            if should_stop():
-                return TrainResult(epoch, metrics, history, stopped=True, resumed_from=resumed_from)
+        running, first = 0.0, skip
+        for k, (x, y) in enumerate(loader, start=skip):
+            if any_true(should_stop(), dist):
+                if k > first:
+                    save(epoch, k)  # the steps done in this epoch are kept
+                return TrainResult(epoch, metrics, history, stopped=True, resumed_from=resumed_from, resumed_step=resumed_step)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if cuda:
                 x = x.to(memory_format=torch.channels_last)
             with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=amp_dtype, enabled=cuda and config.amp):
-                logits = model(x)
+                logits = wrapped(x)
                 loss = ce(logits.float(), y)
                 if config.loss == "ce+dice":
                     loss = loss + _dice_loss(logits, y, n)
@@ -207,34 +238,39 @@ def train(
             scaler.update()
             schedule.step()
             step += 1
-            running += float(loss.detach())
-            progress(step, total_steps, f"epoch {epoch + 1}/{config.epochs}", loss=float(loss.detach()), lr=schedule.get_last_lr()[0])
-        cm = evaluate(model, val_items, lut, n, size=config.eval_size, device=device, ignore=ignore)
-        metrics = {"epoch": epoch + 1, "step": step, "train_loss": running / per_epoch, **summarise(cm, class_names, ignore)}
+            value = all_sum([float(loss.detach())], dist)[0] / dist.world
+            running += value
+            progress(step, total_steps, f"epoch {epoch + 1}/{config.epochs}", loss=value, lr=schedule.get_last_lr()[0])
+        cm = evaluate(model, val_items, lut, n, size=config.eval_size, device=device, ignore=ignore, dist=dist)
+        metrics = {"epoch": epoch + 1, "step": step, "train_loss": running / max(1, per_epoch - skip), **summarise(cm, class_names, ignore)}
+        skip = 0
         history.append(metrics)
-        _save(out_dir, model, {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "scaler": scaler.state_dict()},
-              epoch + 1, step, history, model_config, config, class_names, ignore, save_file)
+        save(epoch + 1, 0)
         progress(step, total_steps, f"epoch {epoch + 1} validated", miou=metrics["miou"], pixel_accuracy=metrics["pixel_accuracy"])
-    return TrainResult(config.epochs, metrics, history, resumed_from=resumed_from)
+    barrier(dist)
+    return TrainResult(config.epochs, metrics, history, resumed_from=resumed_from, resumed_step=resumed_step)
 
 
 def _save(out_dir: Path, model: Any, states: dict[str, Any], epoch: int, step: int, history: list[dict[str, Any]],
-          model_config: ModelConfig, config: TrainConfig, class_names: Sequence[str], ignore: Sequence[int], save_file: Any) -> None:
-    """Write the epoch's checkpoint as one unit (a crash leaves the previous one whole)."""
+          model_config: ModelConfig, config: TrainConfig, class_names: Sequence[str], ignore: Sequence[int], save_file: Any,
+          *, batch: int = 0) -> None:
+    """Write a checkpoint as one unit (a crash leaves the previous one whole): at the start of
+    ``epoch``, ``batch`` steps into it."""
     import torch
 
     state_dict = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     params = {"model": model_config.to_dict(), "train": asdict(config), "class_names": list(class_names), "ignore": list(ignore)}
-    trainer = {**states, "epoch": epoch, "step": step, "history": history, "model_config": model_config.to_dict()}
+    trainer = {**states, "epoch": epoch, "batch": batch, "step": step, "history": history, "model_config": model_config.to_dict()}
 
     def fill(folder: Path) -> None:
         save_file(state_dict, str(folder / "model.safetensors"))
         (folder / "params.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
-        (folder / "metrics.json").write_text(json.dumps({"last": history[-1], "history": history}, indent=2), encoding="utf-8")
-        draw_confusion(np.array(history[-1]["confusion"]), class_names, ignore).save(folder / "confusion.png", format="PNG")
+        (folder / "metrics.json").write_text(json.dumps({"last": history[-1] if history else {}, "history": history}, indent=2), encoding="utf-8")
+        if history:
+            draw_confusion(np.array(history[-1]["confusion"]), class_names, ignore).save(folder / "confusion.png", format="PNG")
         torch.save(trainer, folder / "trainer.pt")
 
-    write_checkpoint(out_dir, epoch, fill)
+    write_checkpoint(out_dir, step, fill)
 
 
 def draw_confusion(cm: np.ndarray, names: Sequence[str], ignore: Sequence[int]) -> Any:

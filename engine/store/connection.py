@@ -7,18 +7,27 @@ shared memory), so we fall back to DELETE journal mode there and say so once.
 
 from __future__ import annotations
 
+import functools
+import os
 import sqlite3
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlite_utils
 
 from engine.errors import WorkbenchError
 
 BUSY_TIMEOUT_MS = 30_000
-"""How long a writer waits for another writer's lock before giving up."""
+"""How long a writer waits for another writer's lock before giving up (WORKBENCH_BUSY_TIMEOUT_MS
+changes it, for tests)."""
+
+
+def busy_timeout_ms() -> int:
+    return int(os.environ.get("WORKBENCH_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS))
 
 
 class Database(sqlite_utils.Database):
@@ -51,6 +60,43 @@ class Database(sqlite_utils.Database):
                 raise
 
 
+LOCKED_RETRY_S = float(os.environ.get("WORKBENCH_LOCKED_RETRY_S", "900"))
+"""How long the queue's own writes (claims, progress, heartbeats, endings) keep retrying a
+database another writer holds locked past busy_timeout."""
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked" / "database table is locked" / busy."""
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def retry_locked(fn: F) -> F:
+    """Retry a one-transaction store operation while the database is locked, with backoff.
+
+    An ingest or a long write can hold the lock past ``busy_timeout``; the runner and a job's
+    progress, heartbeat and ending must outlast that rather than exit (and take running jobs down)
+    or lose a result. Each retried call is one transaction, rolled back when it failed, so a retry
+    never applies anything twice.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        delay, deadline = 0.05, time.monotonic() + LOCKED_RETRY_S
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if not is_locked(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class StoreError(WorkbenchError):
     "The database cannot be opened or is not a workbench database."
 
@@ -59,22 +105,24 @@ class JournalModeWarning(UserWarning):
     "WAL is unavailable on this file system; DELETE journal mode is used instead."
 
 
-def connect(path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
+def connect(path: str | Path, *, migrate: bool = True, journal: str = "wal") -> sqlite_utils.Database:
     """Open (creating if needed) the database at ``path`` with the workbench's settings.
 
     :param path: the database file, or ``":memory:"``
     :param migrate: apply pending migrations
+    :param journal: ``wal`` (readers never wait; every writer on one host) or ``delete`` (writers
+        on several hosts of a shared file system, e.g. Slurm nodes; see config.toml ``[store]``)
     :raises StoreError: if the file is not an SQLite database
     """
     memory = str(path) == ":memory:"
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=busy_timeout_ms() / 1000, check_same_thread=False)
         db = Database(conn)
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA synchronous = NORMAL")
         if not memory:
-            _set_journal_mode(db, Path(path))
+            _set_journal_mode(db, Path(path), journal)
         if migrate:
             from engine.store.migrate import apply_migrations
 
@@ -82,6 +130,10 @@ def connect(path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a usable SQLite database ({exc}); move it away or choose another workspace") from exc
     return db
+
+
+def journal_mode(db: sqlite_utils.Database) -> str:
+    return str(db.conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
 
 def open_store(path: str | Path) -> sqlite_utils.Database:
@@ -99,7 +151,13 @@ def _request_wal(conn: sqlite3.Connection) -> str:
     return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
 
 
-def _set_journal_mode(db: sqlite_utils.Database, path: Path) -> None:
+def _set_journal_mode(db: sqlite_utils.Database, path: Path, journal: str) -> None:
+    if journal == "delete":
+        current = str(db.conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if current != "delete" and str(db.conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]).lower() != "delete":
+            raise StoreError(f"{path}: cannot leave {current} journal mode while other workbench processes have it open "
+                             "(the TUI, a runner); close them once, then retry")
+        return
     if _request_wal(db.conn) != "wal":
         db.conn.execute("PRAGMA journal_mode = DELETE")
         warnings.warn(

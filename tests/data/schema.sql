@@ -102,7 +102,7 @@ CREATE TABLE jobs (
     finished_at TEXT,
     heartbeat_at TEXT,
     error TEXT
-, cancel_requested INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1, retry_of INTEGER REFERENCES jobs(id) ON DELETE SET NULL, uses_gpu INTEGER NOT NULL DEFAULT 0);
+, cancel_requested INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1, retry_of INTEGER REFERENCES jobs(id) ON DELETE SET NULL, uses_gpu INTEGER NOT NULL DEFAULT 0, executor TEXT NOT NULL DEFAULT 'local', external_id TEXT, gpus_needed INTEGER NOT NULL DEFAULT 0, gpus TEXT, processes INTEGER NOT NULL DEFAULT 1, resources TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX jobs_status ON jobs(status, id);
 CREATE TABLE job_events (
     id INTEGER PRIMARY KEY,
@@ -161,3 +161,4 @@ CREATE TABLE "ratings" (
     undoes INTEGER REFERENCES ratings(id)  -- this row withdraws that one (deleted only together, by `runs delete`)
 );
 CREATE INDEX ratings_generation_reviewer ON ratings(generation_id, reviewer, id);
+CREATE INDEX jobs_executor_status ON jobs(executor, status);

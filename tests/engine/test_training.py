@@ -25,9 +25,9 @@ def test_a_crash_mid_checkpoint_leaves_the_previous_one_whole(tmp_path: Path) ->
     with pytest.raises(OSError, match="disk full"):
         write_checkpoint(tmp_path, 2, _fill(2, fail_after=2))  # model and trainer state written, metrics not
     last = latest_checkpoint(tmp_path)
-    assert last is not None and last.name == "ckpt-0001"
+    assert last is not None and last.name == "ckpt-00000001"
     assert {p.name: p.read_text() for p in last.iterdir()} == {
         n: f"{n} of epoch 1" for n in ("model.safetensors", "trainer.pt", "metrics.json")}
     write_checkpoint(tmp_path, 2, _fill(2))  # the redone epoch replaces the leftovers
-    assert latest_checkpoint(tmp_path).name == "ckpt-0002"  # type: ignore[union-attr]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "ckpt-0002"]
+    assert latest_checkpoint(tmp_path).name == "ckpt-00000002"  # type: ignore[union-attr]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "ckpt-00000002"]

@@ -416,3 +416,25 @@ async def test_jobs_cursor_follows_the_running_job_until_moved(tui_ws: Workspace
         screen.poll()
         await settle(pilot)
         assert screen.selected is not None and screen.selected.id == newest  # the user's choice stays
+
+
+async def test_a_rating_on_a_busy_database_says_so_and_lands_once_it_is_free(tui_ws: Workspace, settle, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    monkeypatch.setenv("WORKBENCH_BUSY_TIMEOUT_MS", "100")
+    app = app_for(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await settle(pilot)
+        screen = app.screen
+        holder = sqlite3.connect(tui_ws.db_path, timeout=10)
+        holder.execute("BEGIN IMMEDIATE")
+        db = screen.session.db  # the screen's connection gives up after busy_timeout
+        db.execute("PRAGMA busy_timeout = 100")
+        await pilot.press("3")
+        await pilot.pause()
+        assert any("database is busy" in str(n.message) for n in app._notifications) and rating_rows(tui_ws) == []
+        holder.rollback()
+        holder.close()
+        await pilot.pause(1.5)
+        assert [r["score"] for r in rating_rows(tui_ws)] == [3]

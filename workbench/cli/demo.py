@@ -75,6 +75,7 @@ def demo(
     fast: Annotated[bool, typer.Option(help="Train for a handful of steps only (a smoke test of the pipeline).")] = False,
     no_runner: Annotated[bool, typer.Option("--no-runner", help="Only queue the jobs; start `workbench worker` yourself.")] = False,
     open_tui: Annotated[bool, typer.Option("--tui/--no-tui", help="Watch the pipeline in the TUI's Jobs screen (--no-tui: progress bars here, for scripts).")] = True,
+    executor: Annotated[str | None, typer.Option("--executor", help="Run the jobs on local or slurm (default: config.toml's [executor] name).")] = None,
 ) -> None:
     """Draw the synthetic world, ingest it, queue the whole pipeline on it (segmenter, masks, compositions, captioner, captions, baseline, scores) and watch it in the TUI's Jobs screen."""
     from engine.jobs.queue import submit
@@ -111,7 +112,7 @@ def demo(
             typer.echo(f"  {kind:<16} {existing.name}: done already")
             continue
         after = [job_of[n] for n in needs if n in job_of]
-        job_id = submit(ws, kind, params, after=after, start_runner=False)
+        job_id = submit(ws, kind, params, after=after, start_runner=False, executor=executor)
         job_of[run_name] = job_id
         queued.append(job_id)
         typer.echo(f"  queued #{job_id:<4} {kind:<16} -> {run_name}" + (f" (after #{', #'.join(map(str, after))})" if after else ""))

@@ -17,6 +17,29 @@ from workbench.cli.common import (
 )
 
 
+def slurm_overrides(partition: str | None, time: str | None, gpus: int | None, sbatch_arg: list[str] | None) -> dict[str, Any]:
+    """Per-call Slurm resources, as stored on the job row."""
+    out: dict[str, Any] = {}
+    if partition:
+        out["partition"] = partition
+    if time:
+        out["time"] = time
+    if gpus is not None:
+        if gpus < 0:
+            raise WorkbenchError("--gpus: must be 0 or more")
+        out["gpus"] = gpus
+    if sbatch_arg:
+        out["extra"] = list(sbatch_arg)
+    return out
+
+
+ExecutorOption = Annotated[str | None, typer.Option("--executor", help="local or slurm (default: config.toml's [executor] name).")]
+PartitionOption = Annotated[str | None, typer.Option(help="Slurm partition for this job.")]
+TimeOption = Annotated[str | None, typer.Option(help="Slurm time limit (minutes, or D-HH:MM:SS).")]
+GpusOption = Annotated[int | None, typer.Option(help="Slurm GPUs (--gres=gpu:N) for this job.")]
+SbatchOption = Annotated[list[str] | None, typer.Option("--sbatch-arg", help="An extra sbatch argument, e.g. --sbatch-arg=--exclusive (repeatable).")]
+
+
 @jobs_app.command("submit")
 @user_errors
 def jobs_submit(
@@ -24,16 +47,23 @@ def jobs_submit(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="A parameter as key=value (repeatable).")] = None,
     after: Annotated[list[int] | None, typer.Option("--after", help="Run only after this job succeeded (repeatable).")] = None,
     no_runner: Annotated[bool, typer.Option("--no-runner", help="Do not start a runner (one is started if none is alive).")] = False,
+    executor: ExecutorOption = None,
+    partition: PartitionOption = None,
+    time: TimeOption = None,
+    gpus: GpusOption = None,
+    sbatch_arg: SbatchOption = None,
 ) -> None:
     """Validate and queue a job; a detached runner is started if none serves the workspace."""
     from engine.jobs.queue import submit
 
     ws = require_workspace()
     try:
-        job_id = submit(ws, kind, parse_pairs(param), after=after or (), start_runner=not no_runner)
+        job_id = submit(ws, kind, parse_pairs(param), after=after or (), start_runner=not no_runner, executor=executor,
+                        resources=slurm_overrides(partition, time, gpus, sbatch_arg))
     except ValueError as exc:
         raise WorkbenchError(str(exc)) from None
-    typer.echo(f"queued job #{job_id} ({kind})" + (f" after #{', #'.join(map(str, after))}" if after else ""))
+    where = f" on {executor}" if executor else ""
+    typer.echo(f"queued job #{job_id} ({kind}){where}" + (f" after #{', #'.join(map(str, after))}" if after else ""))
 
 
 def _eta(job: Any) -> str:
@@ -55,16 +85,20 @@ def jobs_list(
     db = ws.open_db()
     if not runner_alive(ws):
         q.mark_stale(db, STALE_AFTER)
+        if q.active_jobs(db, "slurm"):  # someone must follow Slurm's jobs
+            from engine.jobs.runner import ensure_runner
+
+            ensure_runner(ws)
     jobs = q.list_jobs(db, limit=limit, status=status)
     if not jobs:
         typer.echo("no jobs yet; queue one with `workbench jobs submit KIND -p key=value`")
         return
     typer.echo(f"runner: {'running' if runner_alive(ws) else 'not running (started by the next submit, or `workbench worker`)'}")
-    typer.echo(f"{'id':>4} {'kind':<18} {'status':<11} {'progress':>8}  message")
+    typer.echo(f"{'id':>4} {'kind':<18} {'status':<11} {'where':<16} {'progress':>8}  message")
     for j in jobs:
         deps = f" (after #{', #'.join(map(str, j.after))})" if j.after and j.status == "queued" else ""
         eta = _eta(j)
-        typer.echo(f"{j.id:>4} {j.kind:<18} {j.status:<11} {j.progress * 100:>7.0f}%  {j.message[:70]}{deps}{'  ' + eta if eta else ''}")
+        typer.echo(f"{j.id:>4} {j.kind:<18} {j.status:<11} {j.where:<16} {j.progress * 100:>7.0f}%  {j.message[:70]}{deps}{'  ' + eta if eta else ''}")
 
 
 @jobs_app.command("show")
@@ -85,7 +119,12 @@ def jobs_show(job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
         typer.echo(f"  after     {', '.join(f'#{a}' for a in job.after)}")
     typer.echo(f"  progress  {job.progress * 100:.0f}%  {job.message}  {_eta(job)}")
     typer.echo(f"  created   {job.created_at}  started {job.started_at or '-'}  finished {job.finished_at or '-'}")
-    typer.echo(f"  process   pid {job.pid or '-'} on {job.host or '-'}, heartbeat {job.heartbeat_at or '-'}")
+    typer.echo(f"  process   pid {job.pid or '-'} on {job.host or '-'}, heartbeat {job.heartbeat_at or '-'}"
+               + (f", {job.processes} processes" if job.processes > 1 else ""))
+    external = f", Slurm job {job.external_id}" if job.executor == "slurm" and job.external_id else ""
+    typer.echo(f"  executor  {job.executor}{external}" + (f"  resources {json.dumps(job.resources, sort_keys=True)}" if job.resources else ""))
+    waiting = job.status == "queued" and job.gpus_needed
+    typer.echo(f"  gpus: {job.gpus or (f'{job.gpus_needed} asked, none assigned yet' if waiting else 'none')}")
     typer.echo(f"  log       {job.log_path or '-'}")
     if job.error:
         typer.echo("  error     " + job.error.strip().splitlines()[-1])
@@ -157,26 +196,37 @@ def jobs_cancel(job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
 def jobs_retry(
     job_id: Annotated[int, typer.Argument(help="Job id of a finished job.")],
     no_runner: Annotated[bool, typer.Option("--no-runner", help="Do not start a runner.")] = False,
+    executor: Annotated[str | None, typer.Option("--executor", help="Run it on local or slurm (default: where it ran).")] = None,
+    partition: PartitionOption = None,
+    time: TimeOption = None,
+    gpus: GpusOption = None,
+    sbatch_arg: SbatchOption = None,
 ) -> None:
-    """Queue a finished job again with the same params (training resumes from its checkpoint)."""
+    """Queue a finished job again with the same params (training resumes from its checkpoint);
+    the Slurm options change its resources for this attempt."""
+    from engine.config import EXECUTORS
     from engine.jobs.runner import ensure_runner
     from engine.store import jobs as q
 
+    if executor is not None and executor not in EXECUTORS:
+        raise WorkbenchError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     ws = State.workspace
     db = ws.open_db()
     try:
-        new = q.retry_job(db, job_id)
+        new = q.retry_job(db, job_id, executor=executor, resources=slurm_overrides(partition, time, gpus, sbatch_arg))
     except ValueError as exc:
         raise WorkbenchError(str(exc)) from None
     if not no_runner:
         ensure_runner(ws)
-    typer.echo(f"queued job #{new}, a retry of #{job_id}")
+    job = q.get_job(db, new)
+    typer.echo(f"queued job #{new}, a retry of #{job_id}" + (f", on {job.executor}" if job else ""))
 
 
 @jobs_app.command("exec", hidden=True)
 @user_errors
 def jobs_exec(job_id: Annotated[int, typer.Argument(help="Job id.")]) -> None:
-    """Run one queued job in this process (what a cluster scheduler or launcher runs)."""
+    """Run one job in this process (what Slurm and launchers run): a queued job, or the one this
+    process was launched for; any other status is refused and nothing changes (exit code 2)."""
     from engine.jobs.child import execute
 
     raise typer.Exit(execute(State.workspace, job_id))
@@ -188,11 +238,13 @@ def worker(
     exit_when_idle: Annotated[bool, typer.Option(help="Stop after a minute with nothing to do (how submits start it).")] = False,
 ) -> None:
     """Run the job runner in the foreground (one per workspace)."""
-    from engine.jobs.runner import Runner, RunnerBusy, gpu_count
+    from engine.jobs.runner import Runner, RunnerBusy
 
     ws = require_workspace()
-    runner = Runner(ws, cpu_jobs=ws.config().cpu_jobs, gpus=gpu_count(), idle_exit=60.0 if exit_when_idle else None)
-    typer.echo(f"runner for {ws.root.resolve()}: {runner.cpu_jobs} CPU slot(s), {runner.gpus} GPU(s); Ctrl-C stops it (running jobs are cancelled)")
+    runner = Runner(ws, cpu_jobs=ws.config().cpu_jobs, idle_exit=60.0 if exit_when_idle else None)
+    pool = f"GPUs {', '.join(runner.gpu_pool)}" if runner.gpu_pool else "no GPUs"
+    typer.echo(f"runner for {ws.root.resolve()}: {runner.cpu_jobs} CPU slot(s), {pool}; Ctrl-C stops it "
+               "(local jobs are cancelled; Slurm's keep running)")
     try:
         started = runner.serve()
     except RunnerBusy as exc:

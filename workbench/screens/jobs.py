@@ -67,7 +67,7 @@ class JobsScreen(Screen[None]):
         yield Header()
         yield Static("", id="jobs-bar", classes="bar")
         table: DataTable[str] = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("#", "kind", "status", "progress", "ETA", "message")
+        table.add_columns("#", "kind", "status", "where", "progress", "ETA", "message")
         yield table
         yield Static("", id="job-detail", classes="bar")
         yield Sparkline([], id="job-curve")
@@ -119,7 +119,7 @@ class JobsScreen(Screen[None]):
     def on_jobs_loaded(self, m: JobsLoaded) -> None:
         table = self.table
         keys = [str(j.id) for j in m.jobs]
-        rows = [(str(j.id), j.kind, j.status, bar(j.progress), j.time_left(), j.message[:200]) for j in m.jobs]
+        rows = [(str(j.id), j.kind, j.status, j.where, bar(j.progress), j.time_left(), j.message[:200]) for j in m.jobs]
         if keys == [str(j.id) for j in self.jobs]:
             for new, row, old in zip(m.jobs, rows, self.jobs, strict=True):
                 if new != old:
@@ -150,7 +150,7 @@ class JobsScreen(Screen[None]):
             "No jobs yet. n queues one (a form per kind); `workbench demo` queues the whole pipeline on the synthetic world.")
         job = next((j for j in m.jobs if j.id == m.log_job), None)
         if job is not None:
-            detail = f"#{job.id} {job.kind} · {job.status} · {job.message}"
+            detail = f"#{job.id} {job.kind} · {job.status} · {job.where} · {job.message}"
             if job.error:
                 detail += f" · error: {job.error.splitlines()[-1][:200]}"
             if m.curve:

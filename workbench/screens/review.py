@@ -7,6 +7,7 @@ restores the rating before it; no row is ever deleted.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from rich.console import Group
@@ -19,6 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from engine.store.connection import is_locked
 from engine.store.results import add_rating, latest_evaluation, scores_of, withdraw_rating
 from engine.store.runs import list_runs
 from engine.store.views import ImageDetail, ReviewItem, image_detail, review_queue
@@ -27,6 +29,8 @@ from workbench.screens.filters import Choices, default_run
 from workbench.screens.prompt import PromptModal
 from workbench.widgets.picture import Picture
 
+BUSY_RETRIES = 30
+"""Seconds a rating waits for a busy database, retried once a second."""
 FLAG_KEYS = {"h": "hallucinated object", "c": "wrong count", "w": "wrong position", "s": "wrong scene", "g": "grammar"}
 
 
@@ -179,19 +183,35 @@ class ReviewScreen(Screen[None]):
             "" if self.blind else Group(Text("Scores", style="bold"),
                                         Text("  ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items())) or "not scored yet")))
 
-    def save(self, score: int | None, flags: list[str], note: str) -> bool:
-        """Write the current caption's rating now; False (with a message) when the store refused."""
-        item = self.item
+    def save(self, score: int | None, flags: list[str], note: str, index: int | None = None, attempt: int = 0) -> bool:
+        """Write a caption's rating now (the current one by default); False (with a message) when
+        the store refused. A database another writer holds locked is retried every second, for
+        half a minute, and says so: the rating is never silently dropped."""
+        index = self.index if index is None else index
+        item = self.items[index] if 0 <= index < len(self.items) else None
         if item is None:
             return False
         try:
             rating = add_rating(self.session.db, item.generation_id, self.session.reviewer, score, flags, note)
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            if attempt >= BUSY_RETRIES:
+                self.app.show_error(f"rating not saved: the database stayed busy for {BUSY_RETRIES} s; press the key again")  # type: ignore[attr-defined]
+                return False
+            self.notify("the database is busy (another writer holds it); saving again in a second", timeout=1.5)
+            self.set_timer(1.0, lambda: self._saved_later(score, flags, note, index, attempt + 1))
+            return False
         except (ValueError, OSError) as exc:
             self.app.show_error(f"rating not saved: {exc}")  # type: ignore[attr-defined]
             return False
-        self.undo_stack.append((self.index, rating.id))
-        self.items[self.index] = item._replace(rating_id=rating.id, score=rating.score, flags=rating.flags, note=rating.note)
+        self.undo_stack.append((index, rating.id))
+        self.items[index] = item._replace(rating_id=rating.id, score=rating.score, flags=rating.flags, note=rating.note)
         return True
+
+    def _saved_later(self, score: int | None, flags: list[str], note: str, index: int, attempt: int) -> None:
+        if self.save(score, flags, note, index, attempt):
+            self.refresh_text()
 
     def action_rate(self, score: int) -> None:
         item = self.item

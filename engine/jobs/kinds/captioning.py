@@ -18,7 +18,7 @@ import numpy as np
 from engine.captioning.data import Example, build_prompt, encode, make_examples
 from engine.captioning.errors import CaptioningError
 from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
-from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, resumable, staged_run, taken_by_other_kind
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, on_main, resumable, staged_run, taken_by_other_kind
 from engine.store.catalog import captions_for, get_dataset_by_id, list_images
 from engine.store.models import Dataset, Image
 from engine.store.results import add_generations
@@ -99,9 +99,15 @@ class TrainCaptionerParams:
     """Seed for initialisation and batch order."""
     device: str = ""
     """cpu, cuda, ... (default: cuda when available)."""
+    processes: int = 1
+    """Data-parallel processes (one per GPU on a GPU machine, CPU processes elsewhere); batch_size stays the global batch."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (much less memory, about a third slower; large bases need it)."""
 
     def __post_init__(self) -> None:
         check_run_name(self.name)
+        if self.processes < 1 or self.batch_size < self.processes:
+            raise ValueError(f"processes={self.processes}: must be at least 1 and at most batch_size ({self.batch_size})")
         for f in ("epochs", "batch_size", "grad_accum", "patience"):
             if getattr(self, f) < 1:
                 raise ValueError(f"{f}: must be at least 1")
@@ -143,6 +149,7 @@ def _train_val(ctx: JobContext, ds: Dataset, source: str, composition: Run | Non
 
 
 def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobResult:
+    from engine import distributed
     from engine.captioning.data import prompt_budget
     from engine.captioning.model import (
         PRESETS, LoraSettings, add_lora, build_preset, load_pretrained, quiet_transformers, train_tokenizer, vocab_texts,
@@ -151,68 +158,89 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
     from engine.training import device_for
 
     quiet_transformers()
+    dist = distributed.from_env()
     ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
     composition = _composition_run(ctx, params.composition, ds, params.prompt)
     train, val, lacking, validation = _train_val(ctx, ds, params.prompt, composition, params.seed)
     if not train:
         why = f" ({len(lacking)} train images have no composition in {params.composition!r}; run compose on them)" if lacking else ""
         raise CaptioningError(f"no training pairs: dataset {ds.name!r} has no train images with references{why}")
-    device = device_for(params.device or None)
+    device = dist.device(device_for(params.device or None))
     family = params.name or f"captioner-{_stamp()}"
     stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()} | {"name": family}
     if composition is not None:
         stored["composition"] = composition.name  # the version it trained on, not the family's newest later
-    run = resumable(ctx, family, "captioner", stored, CaptioningError)
-    name = run.name if run is not None else next_run_name(ctx.db, family)
-    out_dir = Path(run.artifact_dir) if run is not None and run.artifact_dir else ctx.workspace.model_dir(name)
-    preset = params.base in PRESETS
-    if preset:
-        tok_dir = out_dir / "tokenizer"
-        if tok_dir.is_dir():
-            from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-        else:
-            tokenizer = train_tokenizer(vocab_texts([e.prompt for e in train], [e.caption for e in train]), PRESETS[params.base]["vocab"])
-            tokenizer.save_pretrained(tok_dir)
+    def name_it() -> tuple[str, str, int | None]:
+        run = resumable(ctx, family, "captioner", stored, CaptioningError)
+        name = run.name if run is not None else next_run_name(ctx.db, family)
+        out = Path(run.artifact_dir) if run is not None and run.artifact_dir else ctx.workspace.model_dir(name)
+        return name, str(out), run.id if run is not None else None
+
+    name, folder, existing = on_main(ctx, name_it, CaptioningError)  # every process trains into the same folder
+    out_dir = Path(folder)
+    if params.base in PRESETS:
+        from transformers import AutoTokenizer
+
+        tok_dir = out_dir / "tokenizer"
+
+        def tokenizer_files() -> None:
+            if not tok_dir.is_dir():
+                texts = vocab_texts([e.prompt for e in train], [e.caption for e in train])
+                train_tokenizer(texts, PRESETS[params.base]["vocab"]).save_pretrained(tok_dir)
+
+        on_main(ctx, tokenizer_files, CaptioningError)
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
         model = build_preset(params.base, tokenizer, params.max_length, params.seed)
+        if params.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         lr = params.lr or 1e-3
     else:
         model, tokenizer = load_pretrained(params.base, load_in_4bit=params.load_in_4bit, trust_remote_code=params.trust_remote_code, device=device)
-        model = add_lora(model, LoraSettings(params.lora_r, params.lora_alpha, params.lora_dropout, params.lora_targets), quantized=params.load_in_4bit)
+        model = add_lora(model, LoraSettings(params.lora_r, params.lora_alpha, params.lora_dropout, params.lora_targets),
+                         quantized=params.load_in_4bit, gradient_checkpointing=params.gradient_checkpointing)
         lr = params.lr or 2e-4
-    if run is None:
-        run = create_run(ctx.db, kind="captioner", name=name, family=family, version=_version_of(ctx, family, name), params=stored,
-                         parent_run_id=composition.id if composition else None, dataset_id=ds.id, artifact_dir=str(out_dir))
-    else:
-        set_run_params(ctx.db, run.id, stored)
-        set_run_status(ctx.db, run.id, "running")
-    ctx.attach_run(run.id)
+
+    def open_run() -> int:
+        if existing is None:
+            return create_run(ctx.db, kind="captioner", name=name, family=family, version=_version_of(ctx, family, name),
+                              params=stored, parent_run_id=composition.id if composition else None, dataset_id=ds.id,
+                              artifact_dir=str(out_dir)).id
+        set_run_params(ctx.db, existing, stored)
+        set_run_status(ctx.db, existing, "running")
+        return existing
+
+    run_id = on_main(ctx, open_run, CaptioningError)
+    ctx.attach_run(run_id)
     budget = prompt_budget([e.caption for e in train], tokenizer, params.max_length)
     train_enc, val_enc = encode(train, tokenizer, params.max_length, budget), encode(val, tokenizer, params.max_length, budget)
-    ctx.log.info("training %s on %d pairs (%d validation: %s), base %s, device %s, prompt budget %d tokens",
-                 name, len(train), len(val), validation, params.base, device, budget)
+    ctx.log.info("training %s on %d pairs (%d validation: %s), base %s, device %s%s, prompt budget %d tokens",
+                 name, len(train), len(val), validation, params.base, device,
+                 f", {dist.world} data-parallel processes" if dist.parallel else "", budget)
     config = TrainConfig(epochs=params.epochs, batch_size=params.batch_size, grad_accum=params.grad_accum, lr=lr,
                          warmup_steps=params.warmup_steps, patience=params.patience, seed=params.seed,
                          max_steps=params.max_steps, length_grouped=params.length_grouped)
     try:
         result = train_captioner(model, tokenizer, train_enc, val_enc, out_dir, config, progress=ctx.progress,
-                                 should_stop=ctx.should_stop, device=device, merge_lora=params.merge,
+                                 should_stop=ctx.should_stop, device=device, merge_lora=params.merge, dist=dist,
                                  save_extra={"prompt": params.prompt, "composition": stored.get("composition"), "prompt_budget": budget})
     except BaseException:
-        set_run_status(ctx.db, run.id, "failed")
+        if ctx.main:
+            set_run_status(ctx.db, run_id, "failed")
         raise
     metrics = {"val_loss": result.best_val_loss, "train_pairs": len(train), "val_pairs": len(val), "validation": validation,
                "epochs": result.epochs_done, "steps": result.steps, "history": result.history, "prompt_budget": budget,
-               "parameters": int(sum(p.numel() for p in model.parameters())),
+               "processes": dist.world, "parameters": int(sum(p.numel() for p in model.parameters())),
                "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad))}
     if result.stopped:
-        set_run_status(ctx.db, run.id, "failed", metrics)
+        if ctx.main:
+            set_run_status(ctx.db, run_id, "failed", metrics)
         raise JobStopped()
-    set_run_status(ctx.db, run.id, "complete", metrics)
+    if ctx.main:
+        set_run_status(ctx.db, run_id, "complete", metrics)
     return JobResult(f"{name}: {_trained(result, params)}, best validation loss {result.best_val_loss:.3f} on {len(val)} pairs; "
                      f"model in {out_dir / 'model'}",
-                     run_id=run.id, data={"val_loss": result.best_val_loss, "history": result.history, "name": name})
+                     run_id=run_id, data={"val_loss": result.best_val_loss, "history": result.history, "name": name})
 
 
 def _version_of(ctx: JobContext, family: str, name: str) -> int:
@@ -225,7 +253,7 @@ def _trained(result: Any, params: TrainCaptionerParams) -> str:
         done = f"stopped at step {result.steps} (max_steps) in epoch {max(1, result.epochs_done)}"
     else:
         done = f"{result.epochs_done} epoch{'s' if result.epochs_done != 1 else ''}" + (" (early stop)" if result.early_stopped else "")
-    return done + (f", resumed at epoch {result.resumed_from}" if result.resumed_from else "")
+    return done + (f", resumed at step {result.resumed_step}" if result.resumed_step else "")
 
 
 @dataclass(frozen=True)

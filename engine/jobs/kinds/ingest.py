@@ -162,25 +162,25 @@ def ingest_captions(params: IngestCaptionsParams, ctx: JobContext) -> JobResult:
             batch = ProbeBatch([prefix + r for r in relative], verify=params.verify)
             get_probes = lambda: batch.result(report)  # type: ignore[union-attr]  # noqa: E731
         ctx.progress(0, len(relative), "reading images")
+        # Probe first, then write everything in one short transaction: the write lock is never
+        # held while files are read (other writers, a runner's heartbeats, would wait on it).
+        probes = get_probes()
+        ctx.check_stop()
+        bad = [(n, p) for n, p in zip(filenames, probes, strict=True) if p.status != "ok"]
+        if bad and not params.allow_missing:
+            names, bad_probes = zip(*bad, strict=True)
+            raise DatasetError(
+                f"{len(bad)} of {len(relative)} images in {images_dir} cannot be used: "
+                f"{summarize_problems(names, bad_probes)}. Point --images at the folder that holds them, "
+                "or pass --allow-missing to store the captions with those images marked"
+            )
+        ctx.progress(len(relative), len(relative), "writing to the database")
         with DatasetWriter(
             ctx.db, name=name, kind="captioning", source_format=parsed.format, root=str(images_dir),
             annotations=str(annotation.resolve()),
             meta={"scenes": str(Path(params.scenes).resolve()) if params.scenes else None, "allow_missing": params.allow_missing},
             replace=params.replace,
         ) as writer:
-            # zip() yields (text, tokens, is_duplicate) in NewCaption's field order, at C speed.
-            writer.add_captions([list(zip(e.captions, e.tokens, e.duplicates, strict=True)) for e in parsed.entries])  # type: ignore[misc, arg-type]
-            probes = get_probes()
-            ctx.check_stop()
-            bad = [(n, p) for n, p in zip(filenames, probes, strict=True) if p.status != "ok"]
-            if bad and not params.allow_missing:
-                names, bad_probes = zip(*bad, strict=True)
-                raise DatasetError(
-                    f"{len(bad)} of {len(relative)} images in {images_dir} cannot be used: "
-                    f"{summarize_problems(names, bad_probes)}. Point --images at the folder that holds them, "
-                    "or pass --allow-missing to store the captions with those images marked"
-                )
-            ctx.progress(len(relative), len(relative), "writing to the database")
             writer.add_images([
                 NewImage(
                     filename=entry.filename,
@@ -194,6 +194,8 @@ def ingest_captions(params: IngestCaptionsParams, ctx: JobContext) -> JobResult:
                     sha256=probe.sha256,
                     status_detail=probe.detail,
                     source_id=entry.source_id,
+                    # zip() yields (text, tokens, is_duplicate) in NewCaption's field order, at C speed.
+                    captions=list(zip(entry.captions, entry.tokens, entry.duplicates, strict=True)),  # type: ignore[arg-type]
                 )
                 for entry, rel, probe in zip(parsed.entries, relative, probes, strict=True)
             ])

@@ -18,7 +18,8 @@ import numpy as np
 
 from engine.datasets.errors import DatasetError
 from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
-from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, resumable, taken_by_other_kind
+from engine import distributed
+from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, on_main, resumable, taken_by_other_kind
 from engine.segmentation.errors import SegmentationError
 from engine.store.catalog import list_images
 from engine.store.runs import MaskRow, add_masks, create_version, family_runs, masked_image_ids, set_run_params, set_run_status
@@ -72,9 +73,13 @@ class TrainSegmenterParams:
     """Seed for initialisation, crops and batch order."""
     device: str = ""
     """cpu, cuda, cuda:1 ... (default: cuda when available)."""
+    processes: int = 1
+    """Data-parallel processes (one per GPU on a GPU machine, CPU processes elsewhere); batch_size stays the global batch."""
 
     def __post_init__(self) -> None:
         check_run_name(self.name)
+        if self.processes < 1 or self.batch_size < self.processes:
+            raise ValueError(f"processes={self.processes}: must be at least 1 and at most batch_size ({self.batch_size})")
         if self.arch.lower() not in ARCHITECTURES:
             raise ValueError(f"arch={self.arch!r}: not an smp architecture; valid: {', '.join(ARCHITECTURES)}")
         for field in ("epochs", "batch_size"):
@@ -116,16 +121,21 @@ def train_segmenter(params: TrainSegmenterParams, ctx: JobContext) -> JobResult:
 
     family = params.name or f"segmenter-{_stamp()}"
     stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()} | {"name": family}
-    run = resumable(ctx, family, "segmenter", stored, SegmentationError)
-    if run is None:
-        run = create_version(ctx.db, kind="segmenter", family=family, params=stored, dataset_id=ds.id,
-                             folder=lambda n: str(ctx.workspace.model_dir(n)))
-    else:
-        set_run_params(ctx.db, run.id, stored)  # runtime params (device, ...) as this attempt runs
-        set_run_status(ctx.db, run.id, "running")
-        ctx.log.info("resuming run %s from %s", run.name, run.artifact_dir)
-    ctx.attach_run(run.id)
-    name, out_dir = run.name, Path(run.artifact_dir or ctx.workspace.model_dir(run.name))
+
+    def open_run() -> tuple[int, str, str]:
+        run = resumable(ctx, family, "segmenter", stored, SegmentationError)
+        if run is None:
+            run = create_version(ctx.db, kind="segmenter", family=family, params=stored, dataset_id=ds.id,
+                                 folder=lambda n: str(ctx.workspace.model_dir(n)))
+        else:
+            set_run_params(ctx.db, run.id, stored)  # runtime params (device, ...) as this attempt runs
+            set_run_status(ctx.db, run.id, "running")
+            ctx.log.info("resuming run %s from %s", run.name, run.artifact_dir)
+        return run.id, run.name, run.artifact_dir or str(ctx.workspace.model_dir(run.name))
+
+    run_id, name, folder = on_main(ctx, open_run, SegmentationError)  # rank 0 names it; every process trains into it
+    ctx.attach_run(run_id)
+    out_dir = Path(folder)
     model_config = ModelConfig(params.arch.lower(), params.encoder, len(config.groups), params.encoder_weights, params.decoder_channels or None)
     train_config = TrainConfig(
         epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, input_size=params.input_size,
@@ -136,19 +146,23 @@ def train_segmenter(params: TrainSegmenterParams, ctx: JobContext) -> JobResult:
     try:
         result = train(
             model_config, items["train"], items["val"], lut, config.group_names, ignore, weights, out_dir, train_config,
-            progress=ctx.progress, should_stop=ctx.should_stop, device=params.device or None,
+            progress=ctx.progress, should_stop=ctx.should_stop, device=params.device or None, dist=distributed.from_env(),
         )
     except BaseException:
-        set_run_status(ctx.db, run.id, "failed")
+        if ctx.main:
+            set_run_status(ctx.db, run_id, "failed")
         raise
     if result.stopped:
-        set_run_status(ctx.db, run.id, "failed", result.metrics or None)
+        if ctx.main:
+            set_run_status(ctx.db, run_id, "failed", result.metrics or None)
         raise JobStopped()
-    set_run_status(ctx.db, run.id, "complete", {**result.metrics, "history": [{k: h[k] for k in ("epoch", "train_loss", "miou", "pixel_accuracy")} for h in result.history]})
+    if ctx.main:
+        set_run_status(ctx.db, run_id, "complete", {**result.metrics, "processes": ctx.world,
+                       "history": [{k: h[k] for k in ("epoch", "train_loss", "miou", "pixel_accuracy")} for h in result.history]})
     m = result.metrics
-    resumed = f" (resumed at epoch {result.resumed_from})" if result.resumed_from else ""
+    resumed = f" (resumed at step {result.resumed_step})" if result.resumed_step else ""
     message = f"{name}: {result.epochs_done} epoch{'s' if result.epochs_done != 1 else ''}{resumed}, mIoU {m['miou']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f}; checkpoint in {out_dir}"
-    return JobResult(message, run_id=run.id, data={"miou": m["miou"], "pixel_accuracy": m["pixel_accuracy"]})
+    return JobResult(message, run_id=run_id, data={"miou": m["miou"], "pixel_accuracy": m["pixel_accuracy"], "history": result.history})
 
 
 @dataclass(frozen=True)

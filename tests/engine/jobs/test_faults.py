@@ -82,7 +82,6 @@ def test_every_attempt_of_a_training_is_on_its_curve(drone_ws: Workspace, monkey
 
     db = drone_ws.open_db()
     first = q.submit_job(db, "train-segmenter", {**TINY, "name": "curve"})
-    q.start_unclaimed(db, first)
     real, calls = train.evaluate, {"n": 0}
 
     def second_epoch_fails(*a, **k):  # type: ignore[no-untyped-def]
@@ -96,7 +95,6 @@ def test_every_attempt_of_a_training_is_on_its_curve(drone_ws: Workspace, monkey
     assert execute(drone_ws, first) == 3
     monkeypatch.setattr(train, "evaluate", real)
     second = q.retry_job(db, first)
-    q.start_unclaimed(db, second)
     assert execute(drone_ws, second) == 0
     run = get_run(db, "curve")
     assert run is not None and run.status == "complete"

@@ -47,8 +47,8 @@ def test_training_reaches_the_miou_floor_and_writes_a_checkpoint(world: dict[str
     assert world["train"].data["miou"] >= MIOU_FLOOR
     run_dir = world["ws"].model_dir("seg")
     folder = run_dir / "checkpoint"
-    assert folder.is_symlink() and folder.resolve().name == "ckpt-0004"
-    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith("ckpt-")) == ["ckpt-0004"]  # older epochs removed
+    assert folder.is_symlink() and folder.resolve().name == "ckpt-00000040"  # 4 epochs of 10 steps
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith("ckpt-")) == ["ckpt-00000040"]  # older ones removed
     for name in ("model.safetensors", "params.json", "metrics.json", "trainer.pt", "confusion.png"):
         assert (folder / name).is_file(), name
     import torch
@@ -91,7 +91,7 @@ def test_resume_gives_the_same_next_step_loss(world: dict[str, Any]) -> None:
     assert get_run(ws.open_db(), "resumed").status == "failed"  # type: ignore[union-attr]
     resumed: list[Any] = []
     result = run_foreground(ws, "train-segmenter", {**params, "name": "resumed"}, on_progress=resumed.append)
-    assert "resumed at epoch 1" in result.message
+    assert "(resumed at step 3)" in result.message
     first_after = next(e for e in resumed if "loss" in e.metrics)
     same_step = next(e for e in straight if "loss" in e.metrics and e.step == first_after.step)
     assert first_after.step == 4

@@ -112,8 +112,11 @@ def _filled(path: Path, upto: str) -> sqlite3.Connection:
     c.execute("INSERT INTO datasets (name, kind, source_format, root, created_at) VALUES ('d', 'captioning', 'karpathy', '/x', 't')")
     for i in range(1, 4):
         c.execute("INSERT INTO images (dataset_id, filename, path, status) VALUES (1, ?, ?, 'ok')", [f"{i}.jpg", f"{i}.jpg"])
-    c.execute("INSERT INTO runs (kind, name, created_at, status) VALUES ('generation', 'gen', 't', 'complete')")
-    c.execute("INSERT INTO runs (kind, name, parent_run_id, created_at, status) VALUES ('evaluation', 'eval.gen', 1, 't', 'complete')")
+    family = any(col[1] == "family" for col in c.execute("PRAGMA table_info(runs)"))  # from 0004 on
+    for name, kind, parent in (("gen", "generation", None), ("eval.gen", "evaluation", 1)):
+        columns = "kind, name, parent_run_id, created_at, status" + (", family" if family else "")
+        c.execute(f"INSERT INTO runs ({columns}) VALUES (?, ?, ?, 't', 'complete'{', ?' if family else ''})",
+                  [kind, name, parent, *([name] if family else [])])
     for i in range(1, 4):
         c.execute("INSERT INTO generations (run_id, image_id, text, created_at) VALUES (1, ?, ?, 't')", [i, f"caption {i}"])
         c.execute("INSERT INTO scores (run_id, image_id, metric, value) VALUES (2, ?, 'CIDEr', ?)", [i, i / 10])
