@@ -18,6 +18,12 @@ class GenerationSettings:
     num_beams: int = 1
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
+    candidates: int = 1
+    """Captions returned per prompt: the best beams, or samples (``sample``)."""
+    sample: bool = False
+    """Draw the candidates by sampling (seeded per batch, so deterministic) instead of beam search."""
+    seed: int = 0
+    top_p: float = 0.95
 
 
 def generate_captions(
@@ -32,7 +38,26 @@ def generate_captions(
     should_stop: Callable[[], bool] = lambda: False,
     prompt_budget: int | None = None,
 ) -> tuple[list[str], int] | None:
-    """Captions for ``prompts`` in order, and the number of tokens generated; None if stopped.
+    """Captions for ``prompts`` in order, and the number of tokens generated; None if stopped."""
+    out = generate_candidates(model, tokenizer, prompts, settings, batch_size=batch_size, device=device, progress=progress,
+                              should_stop=should_stop, prompt_budget=prompt_budget)
+    return None if out is None else ([c[0] for c in out[0]], out[1])
+
+
+def generate_candidates(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    settings: GenerationSettings,
+    *,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] = lambda i, n: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    prompt_budget: int | None = None,
+) -> tuple[list[list[str]], int] | None:
+    """``settings.candidates`` captions per prompt, in order (best beam first), and the number of
+    tokens generated; None if stopped.
 
     :param prompt_budget: the captioner's prompt budget: prompts are fitted to it as in training
         (:func:`engine.captioning.data.fit_prompt`)
@@ -48,7 +73,8 @@ def generate_captions(
         prompts = [fit_prompt(p, length, prompt_budget) for p in prompts]
     encoded = [bos + tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    out: list[str] = [""] * len(prompts)
+    k = settings.candidates
+    out: list[list[str]] = [[] for _ in prompts]
     produced = 0
     pad = tokenizer.pad_token_id
     for start in range(0, len(order), batch_size):
@@ -62,20 +88,24 @@ def generate_captions(
             n = len(encoded[i])
             ids[row, width - n :] = torch.tensor(encoded[i])
             mask[row, width - n :] = 1
+        how: dict[str, Any] = {"do_sample": False, "num_beams": max(settings.num_beams, 1 if settings.sample else k)}
+        if settings.sample:
+            torch.manual_seed(settings.seed * 100_003 + start)  # the same draws for the same batch, every time
+            how = {"do_sample": True, "top_p": settings.top_p, "num_beams": 1}
         with torch.inference_mode():
             generated = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams,
+                input_ids=ids.to(device), attention_mask=mask.to(device), **how, num_return_sequences=k,
+                max_new_tokens=settings.max_new_tokens,
                 repetition_penalty=settings.repetition_penalty, no_repeat_ngram_size=settings.no_repeat_ngram_size,
                 pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
             )
         new = generated[:, width:].cpu()
-        for row, i in enumerate(idx):
+        for row in range(new.shape[0]):
             cut = new[row].tolist()
             if tokenizer.eos_token_id in cut:
                 cut = cut[: cut.index(tokenizer.eos_token_id)]
             tokens = [t for t in cut if t != pad]
             produced += len(tokens)
-            out[i] = " ".join(tokenizer.decode(tokens, skip_special_tokens=True).split())
+            out[idx[row // k]].append(" ".join(tokenizer.decode(tokens, skip_special_tokens=True).split()))
         progress(min(start + batch_size, len(order)), len(order))
     return out, produced

@@ -213,7 +213,8 @@ def bleu_from_stats(sums: np.ndarray) -> np.ndarray:
     return out * brevity[..., None]
 
 
-def corpus_from_weights(scores: Scores, weights: np.ndarray, meteor: MeteorSession | None = None) -> dict[str, np.ndarray]:
+def corpus_from_weights(scores: Scores, weights: np.ndarray, meteor: MeteorSession | None = None, *,
+                        with_meteor: bool = True) -> dict[str, np.ndarray]:
     """Corpus scores of weighted image sets (bootstrap resamples), one per row of ``weights``.
 
     BLEU and METEOR are scored from summed statistics (METEOR by Meteor itself, which needs a
@@ -221,6 +222,7 @@ def corpus_from_weights(scores: Scores, weights: np.ndarray, meteor: MeteorSessi
     they are weighted means here. CIDEr keeps the full corpus's document frequencies.
 
     :param weights: (B, N) how often each image appears in each resample
+    :param with_meteor: False leaves METEOR out rather than start Java (the TUI's quick reads)
     :returns: metric -> (B,)
     """
     out: dict[str, np.ndarray] = {}
@@ -229,7 +231,7 @@ def corpus_from_weights(scores: Scores, weights: np.ndarray, meteor: MeteorSessi
         bleu = bleu_from_stats(weights @ scores.bleu_stats)
         for n in range(4):
             out[f"Bleu_{n + 1}"] = bleu[:, n]
-    if "METEOR" in scores.corpus and scores.meteor_stats is not None and (meteor is not None or java_available()):
+    if with_meteor and "METEOR" in scores.corpus and scores.meteor_stats is not None and (meteor is not None or java_available()):
         session = meteor or MeteorSession()
         out["METEOR"] = session.score_sums(weights @ scores.meteor_stats)
         if meteor is None:

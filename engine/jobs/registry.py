@@ -8,6 +8,7 @@ from engine.jobs.kinds.composition import COMPOSE
 from engine.jobs.kinds.evaluation import EVALUATE, EXPORT, IMPORT_GENERATIONS
 from engine.jobs.kinds.ingest import INGEST_CAPTIONS, INGEST_DRONE
 from engine.jobs.kinds.noop import NOOP
+from engine.jobs.kinds.scenes import BASELINE_SCENE, CLASSIFY, TRAIN_SCENE_CLASSIFIER
 from engine.jobs.kinds.segmentation import SEGMENT, TRAIN_SEGMENTER
 from engine.jobs.kinds.synthesize import SYNTHESIZE
 
@@ -15,7 +16,7 @@ KINDS: dict[str, JobKind] = {
     k.name: k
     for k in (
         SYNTHESIZE, INGEST_CAPTIONS, INGEST_DRONE, TRAIN_SEGMENTER, SEGMENT, COMPOSE, TRAIN_CAPTIONER, GENERATE, BASELINE_KNN,
-        IMPORT_GENERATIONS, EVALUATE, EXPORT, NOOP,
+        IMPORT_GENERATIONS, EVALUATE, EXPORT, NOOP, TRAIN_SCENE_CLASSIFIER, CLASSIFY, BASELINE_SCENE,
     )
 }
 

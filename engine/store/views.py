@@ -8,7 +8,7 @@ Each query answers one screen in one round trip, so the TUI stays responsive at 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import sqlite_utils
@@ -28,6 +28,8 @@ class BrowseRow(NamedTuple):
     status: str
     rated: int
     score: float | None
+    predicted: str | None = None
+    """The scene the newest scene classification of the dataset predicts."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class BrowseQuery:
     generation_run_id: int | None = None
     evaluation_run_id: int | None = None
     metric: str = "CIDEr"
+    classification_run_id: int | None = None
+    """Whose predicted scenes the list shows beside the labels."""
     search: str = ""
     sort: str = "filename"
     descending: bool = False
@@ -79,6 +83,11 @@ def browse_rows(db: sqlite_utils.Database, q: BrowseQuery) -> list[BrowseRow]:
         args += [q.evaluation_run_id, q.metric]
     else:
         score = "NULL"
+    if q.classification_run_id is not None:
+        predicted = "(SELECT scene FROM predictions p WHERE p.run_id = ? AND p.image_id = i.id)"
+        args.append(q.classification_run_id)
+    else:
+        predicted = "NULL"
     args.append(q.dataset_id)
     for column, value in (("split", q.split), ("scene", q.scene), ("status", q.status)):
         if value is not None:
@@ -88,7 +97,7 @@ def browse_rows(db: sqlite_utils.Database, q: BrowseQuery) -> list[BrowseRow]:
     if match:
         where.append("i.id IN (SELECT c.image_id FROM captions_fts f JOIN captions c ON c.id = f.rowid WHERE captions_fts MATCH ?)")
         args.append(match)
-    sql = (f"SELECT i.id, i.filename, i.split, i.scene, i.status, {rated} AS rated, {score} AS score"
+    sql = (f"SELECT i.id, i.filename, i.split, i.scene, i.status, {rated} AS rated, {score} AS score, {predicted} AS predicted"
            f" FROM images i WHERE {' AND '.join(where)}")
     if q.rated is not None:
         sql = f"SELECT * FROM ({sql}) WHERE rated = ?"
@@ -96,6 +105,13 @@ def browse_rows(db: sqlite_utils.Database, q: BrowseQuery) -> list[BrowseRow]:
     order = "DESC" if q.descending else "ASC"
     sql += f" ORDER BY ({q.sort} IS NULL), {q.sort} {order}, id {order}"
     return [BrowseRow(*row) for row in db.conn.execute(sql, args)]
+
+
+def newest_classification(db: sqlite_utils.Database, dataset_id: int) -> tuple[int, str] | None:
+    """(id, name) of the dataset's newest complete scene classification run."""
+    row = db.conn.execute("SELECT id, name FROM runs WHERE kind = 'classification' AND dataset_id = ? AND status = 'complete'"
+                          " ORDER BY id DESC LIMIT 1", [dataset_id]).fetchone()
+    return (int(row[0]), str(row[1])) if row else None
 
 
 def scenes_of(db: sqlite_utils.Database, dataset_id: int) -> list[str]:
@@ -111,6 +127,10 @@ class GenerationView:
     text: str
     evaluation: str | None
     scores: dict[str, float]
+    oracle: bool = False
+    """The run's prompts read the dataset's true scene (an oracle no deployed model has)."""
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    """The candidates a minimum-Bayes-risk generation chose among, with their scores."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +146,8 @@ class ImageDetail:
     composition: dict[str, Any] | None
     prompt: str | None
     generations: list[GenerationView]
+    prediction: tuple[str, str, float, list[tuple[str, float]]] | None = None
+    """(classification run, predicted scene, its probability, the top three) of the newest one."""
 
 
 def image_detail(db: sqlite_utils.Database, image_id: int) -> ImageDetail | None:
@@ -141,19 +163,24 @@ def image_detail(db: sqlite_utils.Database, image_id: int) -> ImageDetail | None
         "SELECT r.name, c.data, c.prompt FROM compositions c JOIN runs r ON r.id = c.run_id"
         " WHERE c.image_id = ? AND r.status = 'complete' ORDER BY r.id DESC LIMIT 1", [image_id]).fetchone()
     generations = []
-    for gen_id, run_id, name, kind, text in db.conn.execute(
-        "SELECT g.id, r.id, r.name, r.kind, g.text FROM generations g JOIN runs r ON r.id = g.run_id"
+    for gen_id, run_id, name, kind, text, scenes in db.conn.execute(
+        "SELECT g.id, r.id, r.name, r.kind, g.text, json_extract(r.metrics, '$.scenes') FROM generations g JOIN runs r ON r.id = g.run_id"
         " WHERE g.image_id = ? AND r.status = 'complete' ORDER BY r.id", [image_id]
     ):
         ev = db.conn.execute(
             "SELECT id, name FROM runs WHERE kind = 'evaluation' AND parent_run_id = ? AND status = 'complete' ORDER BY id DESC LIMIT 1",
             [run_id]).fetchone()
         scores = dict(db.conn.execute("SELECT metric, value FROM scores WHERE run_id = ? AND image_id = ?", [ev[0], image_id])) if ev else {}
-        generations.append(GenerationView(gen_id, name, kind, text, ev[1] if ev else None, scores))
+        candidates = [(t, v) for t, v in db.conn.execute("SELECT text, score FROM candidates WHERE generation_id = ? ORDER BY idx", [gen_id])]
+        generations.append(GenerationView(gen_id, name, kind, text, ev[1] if ev else None, scores, scenes == "oracle", candidates))
+    pred = db.conn.execute(
+        "SELECT r.name, p.scene, p.probability, p.top FROM predictions p JOIN runs r ON r.id = p.run_id"
+        " WHERE p.image_id = ? AND r.status = 'complete' ORDER BY r.id DESC LIMIT 1", [image_id]).fetchone()
     return ImageDetail(
         image=Image(**row), root=root, references=captions_for(db, [image_id])[image_id], masks=masks,
         composition_run=comp[0] if comp else None, composition=json.loads(comp[1]) if comp else None,
         prompt=comp[2] if comp else None, generations=generations,
+        prediction=(pred[0], pred[1], pred[2], [tuple(t) for t in json.loads(pred[3])]) if pred else None,  # type: ignore[misc]
     )
 
 

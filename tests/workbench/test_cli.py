@@ -115,7 +115,7 @@ def test_demo_fresh_starts_new_versions_and_keeps_what_was_rated(cli) -> None:  
     ratings = cli("ratings", "gen.cap.test@1").output
     assert "1 images rated by 1 reviewers" in ratings and "grammar 1" in ratings
     again_no_fresh = cli(*args)
-    assert again_no_fresh.output.count("done already") == 8
+    assert again_no_fresh.output.count("done already") == 12
 
 
 def _commands() -> list[str]:

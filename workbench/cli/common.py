@@ -199,8 +199,9 @@ def format_stats(s: Any) -> str:
 
 def headline(metrics: dict[str, Any]) -> str:
     """The few numbers that summarise a run."""
-    keys = ("miou", "pixel_accuracy", "images", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "val_loss")
-    return "  ".join(f"{k} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}" for k in keys if k in metrics)
+    keys = ("miou", "pixel_accuracy", "accuracy", "images", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "val_loss")
+    text = "  ".join(f"{k} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}" for k in keys if k in metrics)
+    return text + ("  ORACLE scenes" if metrics.get("scenes") == "oracle" else "")
 
 
 def format_evaluation(m: dict[str, Any]) -> str:
@@ -209,7 +210,9 @@ def format_evaluation(m: dict[str, Any]) -> str:
 
     lines = [f"  {m.get('images', '?')} images, {m.get('captions', '?')} captions scored, tokenizer {m.get('tokenizer', '?')}"
              + (", references leave-one-out (human level)" if m.get("human") else "")
-             + (f", only the images of {m['subset']}" if m.get("subset") else "")]
+             + (f", only the images of {m['subset']}" if m.get("subset") else "")
+             + (f", against the references of {m['refs']}" if m.get("refs") else "")
+             + (", ORACLE scenes (the dataset's true labels were in the prompts)" if m.get("scenes") == "oracle" else "")]
     lines.append(f"  {'metric':<9} {'score':>7}   95% interval ({m.get('resamples', 0)} bootstrap resamples)")
     for name in ALL_METRICS:
         if name in m:

@@ -139,6 +139,17 @@ def runs_show(
         typer.echo(f"  replaced by {newer.name if newer else 'a deleted run'}; kept for its ratings")
     if run.kind == "evaluation":
         typer.echo(format_evaluation(run.metrics))
+        from engine.jobs.compare import baselines_beside
+
+        beside = baselines_beside(State.workspace, run)
+        if beside:
+            cols = [m for m in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr") if m in run.metrics]
+            typer.echo("\n  beside the baselines, on the same images:")
+            typer.echo(f"  {'':<56} " + " ".join(f"{c:>8}" for c in cols))
+            typer.echo(f"  {'this run':<56} " + " ".join(f"{run.metrics[c]:>8.3f}" for c in cols))
+            for b in beside:
+                label = f"{b.label} ({b.run}{', ORACLE scenes' if b.scenes == 'oracle' else ''})"
+                typer.echo(f"  {label[:56]:<56} " + " ".join(f"{b.scores[c]:>8.3f}" if c in b.scores else f"{'n/a':>8}" for c in cols))
         return
     if run.artifact_dir:
         typer.echo(f"  files    {run.artifact_dir}")

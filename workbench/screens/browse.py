@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from engine.store.views import SORT_COLUMNS, BrowseQuery, BrowseRow, browse_rows, scenes_of
+from engine.store.views import SORT_COLUMNS, BrowseQuery, BrowseRow, browse_rows, newest_classification, scenes_of
 from workbench.screens.filters import Choices, FiltersModal, default_run
 from workbench.session import Session
 from workbench.widgets.image_list import ImageList, header_text
@@ -39,6 +39,8 @@ def read_browse(session: Session, query: BrowseQuery | None = None, reset: bool 
         run = default_run(choices.runs)
         query = BrowseQuery(dataset_id=choices.dataset.id, reviewer=session.reviewer,
                             generation_run_id=run.id if run else None, evaluation_run_id=choices.evaluation_of(run))
+    if query.classification_run_id is None and (classified := newest_classification(db, choices.dataset.id)):
+        query = replace(query, classification_run_id=classified[0])
     choices = replace(choices, scenes=scenes_of(db, choices.dataset.id))
     return browse_rows(db, query), query, choices
 

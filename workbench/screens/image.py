@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -19,7 +20,8 @@ from textual.widgets import Footer, Header, Static
 from engine.store.views import ImageDetail, image_detail
 from workbench.widgets.picture import Picture, group_colour
 
-SCORE_COLUMNS = ("Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+SCORE_COLUMNS = (("Bleu_1", "BLEU-1"), ("Bleu_4", "BLEU-4"), ("METEOR", "METEOR"), ("ROUGE_L", "ROUGE-L"), ("CIDEr", "CIDEr"))
+"""The per-image scores shown under each caption, with readable names."""
 
 
 @dataclass
@@ -49,28 +51,39 @@ def composition_table(data: dict[str, object]) -> Table:
     return table
 
 
-def generations_table(detail: ImageDetail, blind: bool = False) -> Table:
-    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold", expand=True)
-    table.add_column("run" if not blind else "#", no_wrap=True)
-    table.add_column("caption", ratio=1)
-    for name in SCORE_COLUMNS:
-        table.add_column(name.replace("_", "-"), justify="right")
+def generated_captions(detail: ImageDetail, blind: bool = False) -> Group:
+    """Every run's caption in full (wrapped on its own lines, indented under the run's name, never
+    squeezed into a column), its scores under readable names below it, and a minimum-Bayes-risk
+    run's candidates."""
+    parts: list[RenderableType] = []
     for k, gen in enumerate(detail.generations):
-        scores = [f"{gen.scores[m]:.2f}" if m in gen.scores else "" for m in SCORE_COLUMNS]
-        table.add_row(str(k + 1) if blind else gen.run, gen.text, *scores)
-    return table
+        head = Text(f"{k + 1}. " if blind else f"{gen.run}", style="bold")
+        if gen.oracle and not blind:
+            head.append("  ORACLE scenes", style="bold reverse")
+        body = Text(gen.text or "(empty caption)")
+        if not blind:
+            scores = "  ".join(f"{label} {gen.scores[m]:.2f}" for m, label in SCORE_COLUMNS if m in gen.scores)
+            body.append(f"\n{scores or 'not scored yet'}", style="dim")
+            if gen.candidates:
+                body.append("\ncandidates (mean CIDEr-D against the others; the highest is kept):", style="dim")
+                for candidate, score in sorted(gen.candidates, key=lambda c: -c[1]):
+                    body.append(f"\n  {score:5.2f}  {candidate}", style="dim")
+        parts += [head, Padding(body, (0, 0, 1 if k + 1 < len(detail.generations) else 0, 2))]
+    return Group(*parts)
 
 
 class ImageScreen(Screen[None]):
-    """One image: the picture (m cycles the mask overlay of each segmentation run), the class
-    legend, the composition and its prompt, the five references, and every run's caption with
-    its per-image scores. n / p (or → / ←) move through the list it was opened from."""
+    """One image: every run's caption in full with its per-image scores (first: g scrolls back to
+    them), the references, the composition and its prompt, the picture (m cycles the mask overlay
+    of each segmentation run) and the class legend. n / p (or → / ←) move through the list it was
+    opened from."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="image.back"),
         Binding("n,right", "step(1)", "Next", id="image.next"),
         Binding("p,left", "step(-1)", "Previous", id="image.previous"),
         Binding("m", "mask", "Mask", id="image.mask"),
+        Binding("g", "captions", "Captions", id="image.captions"),
     ]
 
     def __init__(self, image_ids: list[int], index: int) -> None:
@@ -87,10 +100,10 @@ class ImageScreen(Screen[None]):
         with Horizontal(id="image-body"):
             yield Picture(self.app.session.images, id="picture")  # type: ignore[attr-defined]
             with VerticalScroll(id="image-info"):
-                yield Static("", id="image-legend")
-                yield Static("", id="image-composition")
-                yield Static("", id="image-references")
                 yield Static("", id="image-generations")
+                yield Static("", id="image-references")
+                yield Static("", id="image-composition")
+                yield Static("", id="image-legend")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -120,8 +133,12 @@ class ImageScreen(Screen[None]):
         mask_run, mask_path = d.masks[self.mask_choice - 1] if self.mask_choice else (None, None)
         size = f"{im.width}×{im.height}" if im.width else "size unknown"
         overlay = f"mask {mask_run}" if mask_run else ("no mask yet (a `segment` job makes them)" if not d.masks else "m: mask overlay")
+        predicted = ""
+        if d.prediction is not None:
+            _, scene, probability, _ = d.prediction
+            predicted = f" (predicted {scene} {probability:.2f}{'' if scene == im.scene else ', WRONG' if im.scene else ''})"
         self.query_one("#image-title", Static).update(
-            f"{self.index + 1}/{len(self.image_ids)}  {im.filename} · {im.split or 'no split'} · {im.scene or 'no scene'} · "
+            f"{self.index + 1}/{len(self.image_ids)}  {im.filename} · {im.split or 'no split'} · {im.scene or 'no scene'}{predicted} · "
             f"{im.status}{' (' + im.status_detail + ')' if im.status_detail else ''} · {size} · {overlay}")
         session = self.app.session  # type: ignore[attr-defined]
         picture = self.query_one(Picture)
@@ -139,12 +156,12 @@ class ImageScreen(Screen[None]):
         else:
             comp = Text("No composition yet: a `compose` job makes one from masks.", style="italic")
         self.query_one("#image-composition", Static).update(comp)
-        refs = Text("\nReferences\n", style="bold")
+        refs = Text("References\n", style="bold")
         for c in d.references:
             refs.append(f"{c.idx + 1}. {c.text}" + ("  (repeated)" if c.is_duplicate else "") + "\n", style="")
         self.query_one("#image-references", Static).update(refs)
-        gens: RenderableType = (Group(Text("Generated captions", style="bold"), generations_table(d)) if d.generations
-                else Text("No generated captions yet: `generate` or `baseline-knn` jobs make them.", style="italic"))
+        gens: RenderableType = (Group(Text("Generated captions", style="bold"), generated_captions(d)) if d.generations
+                else Text("No generated captions yet: `generate`, `baseline-knn` or `baseline-scene` jobs make them.\n", style="italic"))
         self.query_one("#image-generations", Static).update(gens)
 
     def action_step(self, delta: int) -> None:
@@ -154,6 +171,10 @@ class ImageScreen(Screen[None]):
             self.load(new)
         else:
             self.notify("first image of the list" if new < 0 else "last image of the list", timeout=1.5)
+
+    def action_captions(self) -> None:
+        """Scroll back to the generated captions (the first thing in the pane)."""
+        self.query_one("#image-info", VerticalScroll).scroll_to_widget(self.query_one("#image-generations", Static), top=True)
 
     def action_mask(self) -> None:
         if self.detail is None or not self.detail.masks:

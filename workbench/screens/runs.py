@@ -23,14 +23,25 @@ from engine.store.runs import Run, list_runs
 from engine.store.views import run_curve
 
 METRIC_ORDER = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
-HEADLINE = ("miou", "pixel_accuracy", "Bleu_4", "CIDEr", "val_loss", "images")
+HEADLINE = ("miou", "pixel_accuracy", "accuracy", "Bleu_4", "CIDEr", "val_loss", "images")
 CURVE_KEYS = ("loss", "train_loss", "val_loss")
 STATUS_MARK = {"complete": "✓", "running": "…", "failed": "✗"}
 
 
 def headline(metrics: dict[str, Any]) -> str:
-    return "  ".join(f"{k} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
+    text = "  ".join(f"{k} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
                      for k in HEADLINE if k in metrics)
+    return text + ("  ORACLE scenes" if metrics.get("scenes") == "oracle" else "")
+
+
+def shorten(name: str, room: int) -> str:
+    """A name cut to ``room`` characters in its middle, so both ends stay visible: the family's
+    start and the split, version or dataset at the end, where runs differ most
+    (``knn.compose.seg.synthetic.test`` -> ``knn.compose…synthetic.test``)."""
+    if len(name) <= room:
+        return name
+    tail = (room - 1) // 2
+    return name[: room - 1 - tail] + "…" + name[len(name) - tail :]
 
 
 def evaluation_view(m: dict[str, Any]) -> RenderableType:
@@ -47,7 +58,12 @@ def evaluation_view(m: dict[str, Any]) -> RenderableType:
             table.add_row(name, "n/a", str(m["unavailable"][name]))
     parts: list[RenderableType] = [
         Text(f"{m.get('images', '?')} images, tokenizer {m.get('tokenizer', '?')}"
-             + (", leave-one-out human level" if m.get("human") else ""), style="dim"), table]
+             + (", leave-one-out human level" if m.get("human") else "")
+             + (f", only the images of {m['subset']}" if m.get("subset") else "")
+             + (f", against the references of {m['refs']}" if m.get("refs") else ""), style="dim")]
+    if m.get("scenes") == "oracle":
+        parts.append(Text("ORACLE scenes: its prompts read the dataset's true scene labels", style="bold reverse"))
+    parts.append(table)
     scenes = m.get("per_scene", {})
     if scenes:
         cols = [c for c in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr") if c in m]
@@ -73,17 +89,32 @@ def segmenter_view(m: dict[str, Any]) -> RenderableType:
         for name, value in iou.items():
             t.add_row(name, "–" if value is None else f"{value:.3f}")
         parts.append(t)
+    per_scene = m.get("per_scene", {})
+    if per_scene and isinstance(next(iter(per_scene.values())), float):  # a scene classifier's accuracy per scene
+        t = Table(box=None, header_style="bold", padding=(0, 1), title="accuracy per scene", title_justify="left")
+        t.add_column("scene")
+        t.add_column("accuracy", justify="right")
+        for name, value in per_scene.items():
+            t.add_row(name, f"{value:.3f}")
+        parts.append(t)
     cm, names = m.get("confusion"), m.get("class_names")
     if cm and names:
-        t = Table(box=None, header_style="bold", padding=(0, 1), title="confusion, % of each true class (rows)", title_justify="left")
-        t.add_column("truth \\ predicted")
-        for n in names:
-            t.add_column(n[:5], justify="right")
-        for name, row in zip(names, cm, strict=False):
-            total = sum(row) or 1
-            t.add_row(name, *(f"{100 * v / total:.0f}" if v else "·" for v in row))
-        parts.append(t)
+        parts.append(confusion_table(cm, names))
     return Group(*parts)
+
+
+def confusion_table(cm: list[list[int]], names: list[str]) -> Table:
+    """Row-normalised percentages; columns are numbered and each row names its number, so no
+    label is cut however many classes there are."""
+    t = Table(box=None, header_style="bold", padding=(0, 1), title="confusion, % of each true class (rows); columns: predicted",
+              title_justify="left")
+    t.add_column("truth")
+    for k in range(len(names)):
+        t.add_column(str(k + 1), justify="right")
+    for k, (name, row) in enumerate(zip(names, cm, strict=False)):
+        total = sum(row) or 1
+        t.add_row(f"{k + 1:>2} {name}", *(f"{100 * v / total:.0f}" if v else "·" for v in row))
+    return t
 
 
 def other_metrics(m: dict[str, Any]) -> RenderableType:
@@ -106,6 +137,13 @@ class CurveLoaded(Message):
     run_id: int
     name: str
     values: list[float]
+
+
+@dataclass
+class BesideLoaded(Message):
+    run_id: int
+    beside: list[Any]
+    metrics: dict[str, Any]
 
 
 @dataclass
@@ -141,6 +179,7 @@ class RunsScreen(Screen[None]):
                 yield Static("", id="run-curve-label")
                 yield Sparkline([], id="run-curve")
                 yield Static("", id="run-compare")
+                yield Static("", id="run-beside")
                 yield Static("", id="run-metrics")
                 yield Static("", id="run-params")
         yield Static("", id="runs-empty", classes="empty")
@@ -174,11 +213,10 @@ class RunsScreen(Screen[None]):
         shows them whole), so the table never scrolls sideways."""
         table = self.table
         row = table.cursor_row
-        room = max(12, (table.size.width or 40) - 12 - 1 - 7)
+        room = max(12, (table.size.width or 40) - 14 - 1 - 7)
         table.clear()
         for r in self.runs:
-            name = r.name if len(r.name) <= room else r.name[: room - 1] + "…"
-            table.add_row(STATUS_MARK.get(r.status, "?"), name, r.kind, key=str(r.id))
+            table.add_row(STATUS_MARK.get(r.status, "?"), shorten(r.name, room), r.kind, key=str(r.id))
         if 0 <= row < len(self.runs):
             table.move_cursor(row=row)
 
@@ -211,16 +249,39 @@ class RunsScreen(Screen[None]):
         m = run.metrics
         if run.kind == "evaluation":
             body: RenderableType = evaluation_view(m)
-        elif run.kind == "segmenter":
+            self.load_beside(run)
+        elif run.kind in ("segmenter", "classifier", "classification"):
             body = Group(other_metrics(m), segmenter_view(m))
         else:
             body = other_metrics(m)
         self.query_one("#run-metrics", Static).update(body)
+        self.query_one("#run-beside", Static).update("")
         self.query_one("#run-curve-label", Static).update(headline(m))
         self.query_one("#run-curve", Sparkline).data = []
         self.query_one("#run-curve").set_class(True, "-hidden")
         if run.kind in ("segmenter", "captioner"):
             self.load_curve(run)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="run-beside")
+    def load_beside(self, run: Run) -> None:
+        from engine.jobs.compare import baselines_beside
+
+        self.post_message(BesideLoaded(run.id, baselines_beside(self.app.session.workspace, run, meteor=False), run.metrics))  # type: ignore[attr-defined]
+
+    def on_beside_loaded(self, m: BesideLoaded) -> None:
+        run = self.selected
+        if run is None or run.id != m.run_id or not m.beside:
+            return
+        cols = [c for c in ("Bleu_4", "ROUGE_L", "CIDEr") if c in m.metrics]  # METEOR would start Java
+        t = Table(box=None, header_style="bold", padding=(0, 1), title="beside the baselines, on the same images", title_justify="left")
+        t.add_column("")
+        for c in cols:
+            t.add_column(c, justify="right")
+        t.add_row("this run", *(f"{m.metrics[c]:.3f}" for c in cols))
+        for b in m.beside:
+            t.add_row(b.label + (" (ORACLE scenes)" if b.scenes == "oracle" else ""),
+                      *(f"{b.scores[c]:.3f}" for c in cols))
+        self.query_one("#run-beside", Static).update(t)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="run-curve")
     def load_curve(self, run: Run) -> None:

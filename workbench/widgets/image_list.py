@@ -144,7 +144,10 @@ class ImageList(ScrollView, can_focus=True):
         row = self.rows[index]
         widths = column_widths(width)
         score = "" if row.score is None else f"{row.score:.3f}"
-        values = (row.filename, row.split or "", row.scene or "", row.status, "yes" if row.rated else "", score)
+        scene = row.scene or ""
+        if row.predicted and row.predicted != row.scene:  # the classifier's guess beside the label, where they differ
+            scene = f"{scene}≠{row.predicted}" if scene else f"{row.predicted}?"
+        values = (row.filename, row.split or "", scene, row.status, "yes" if row.rated else "", score)
         text = " ".join(_fit(v, w, right=i == 5) for i, (v, w) in enumerate(zip(values, widths, strict=True)))
         style: Style = base
         if row.status != "ok":

@@ -21,7 +21,9 @@ from engine.jobs.base import JobContext, JobKind, JobResult, JobStopped
 from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, on_main, resumable, staged_run, taken_by_other_kind
 from engine.store.catalog import captions_for, get_dataset_by_id, list_images
 from engine.store.models import Dataset, Image
+from engine.jobs.kinds.scenes import ORACLE, scene_source, scenes_label
 from engine.store.results import add_generations
+from engine.store.scenes import add_candidates
 from engine.store.runs import Run, compositions_of, create_run, next_run_name, set_run_params, set_run_status
 
 Split = Literal["all", "train", "val", "test"]
@@ -39,16 +41,30 @@ def _composition_run(ctx: JobContext, name: str | None, ds: Dataset, source: str
     return finished_run(ctx, "composition", name, ("composition",), "compose", CaptioningError, dataset=ds)
 
 
-def prompts_for(ctx: JobContext, images: list[Image], source: str, composition: Run | None) -> tuple[dict[int, str], list[Image]]:
-    """Prompt per image id, and the images that have no composition (when one is needed)."""
+def prompts_for(ctx: JobContext, images: list[Image], source: str, composition: Run | None,
+                scenes: str = ORACLE) -> tuple[dict[int, str], list[Image]]:
+    """Prompt per image id, and the images that have no composition (when one is needed).
+
+    :param scenes: where a scene line's scene comes from: ``oracle`` (the dataset's labels) or a
+        classify run
+    """
     comps = {r.image_id: r.prompt for r in compositions_of(ctx.db, composition.id)} if composition else {}
+    scene_of: dict[int, str | None] = {im.id: im.scene for im in images}
+    if source != "composition" and scenes != ORACLE and images:
+        ds = get_dataset_by_id(ctx.db, images[0].dataset_id)
+        assert ds is not None
+        scene_of = scene_source(ctx, scenes, ds, images)
     prompts, lacking = {}, []
     for im in images:
         if composition is not None and im.id not in comps:
             lacking.append(im)
             continue
-        prompts[im.id] = build_prompt(source, im.scene, comps.get(im.id))
+        prompts[im.id] = build_prompt(source, scene_of[im.id], comps.get(im.id))
     return prompts, lacking
+
+
+def uses_scenes(prompt: str) -> bool:
+    return prompt in ("scene", "both")
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,8 @@ class TrainCaptionerParams:
     """Compose run giving the prompts (needed unless prompt=scene)."""
     prompt: Literal["composition", "scene", "both"] = "composition"
     """What the model sees: the composition text, the scene label, or both."""
+    scenes: str = ORACLE
+    """Scenes of the training prompts: oracle (the dataset's labels; clean supervision) or a classify run."""
     base: str = "tiny"
     """tiny / small (Llama built from a config, trained from scratch), or a Hugging Face causal LM id or folder (LoRA), e.g. meta-llama/Llama-2-7b-hf."""
     name: str | None = None
@@ -122,9 +140,9 @@ class TrainCaptionerParams:
 
 
 def _split_examples(ctx: JobContext, ds: Dataset, split: str, source: str, composition: Run | None,
-                    image_ids: set[int] | None = None) -> tuple[list[Example], list[Image]]:
+                    image_ids: set[int] | None = None, scenes: str = ORACLE) -> tuple[list[Example], list[Image]]:
     images = [im for im in list_images(ctx.db, ds.id, split=split) if image_ids is None or im.id in image_ids]
-    prompts, lacking = prompts_for(ctx, images, source, composition)
+    prompts, lacking = prompts_for(ctx, images, source, composition, scenes)
     refs = captions_for(ctx.db, list(prompts))
     return make_examples((prompts[i], [c.text for c in refs[i]]) for i in prompts), lacking
 
@@ -133,18 +151,19 @@ HOLD_OUT = 0.05
 """Share of the train images held out for validation when a dataset has no val split."""
 
 
-def _train_val(ctx: JobContext, ds: Dataset, source: str, composition: Run | None, seed: int) -> tuple[list[Example], list[Example], list[Image], str]:
+def _train_val(ctx: JobContext, ds: Dataset, source: str, composition: Run | None, seed: int,
+               scenes: str = ORACLE) -> tuple[list[Example], list[Example], list[Image], str]:
     """Training and validation pairs: the train and val splits, or, without a val split, the train
     split with 5% of its *images* held out (every reference of a held-out image with it)."""
-    train, lacking = _split_examples(ctx, ds, "train", source, composition)
-    val, _ = _split_examples(ctx, ds, "val", source, composition)
+    train, lacking = _split_examples(ctx, ds, "train", source, composition, scenes=scenes)
+    val, _ = _split_examples(ctx, ds, "val", source, composition, scenes=scenes)
     if val or not train:
         return train, val, lacking, "val split"
     ids = sorted(im.id for im in list_images(ctx.db, ds.id, split="train"))
     random.Random(seed).shuffle(ids)
     held = set(ids[: max(1, round(len(ids) * HOLD_OUT))])
-    train, _ = _split_examples(ctx, ds, "train", source, composition, set(ids) - held)
-    val, _ = _split_examples(ctx, ds, "train", source, composition, held)
+    train, _ = _split_examples(ctx, ds, "train", source, composition, set(ids) - held, scenes)
+    val, _ = _split_examples(ctx, ds, "train", source, composition, held, scenes)
     return train, val, lacking, f"{len(held)} train images held out"
 
 
@@ -161,7 +180,7 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
     dist = distributed.from_env()
     ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
     composition = _composition_run(ctx, params.composition, ds, params.prompt)
-    train, val, lacking, validation = _train_val(ctx, ds, params.prompt, composition, params.seed)
+    train, val, lacking, validation = _train_val(ctx, ds, params.prompt, composition, params.seed, params.scenes)
     if not train:
         why = f" ({len(lacking)} train images have no composition in {params.composition!r}; run compose on them)" if lacking else ""
         raise CaptioningError(f"no training pairs: dataset {ds.name!r} has no train images with references{why}")
@@ -280,6 +299,14 @@ class GenerateParams:
     """Above 1 discourages repeated tokens."""
     no_repeat_ngram_size: int = 0
     """Forbid repeating n-grams of this size (0: off)."""
+    scenes: str | None = None
+    """Scenes of the prompts: oracle (the dataset's labels, marked as such) or a classify run (default: as the captioner trained)."""
+    mbr_candidates: int = 0
+    """Minimum-Bayes-risk decoding: make this many candidates and keep the one most in agreement (CIDEr-D) with the others (0: off)."""
+    mbr_sample: bool = False
+    """MBR candidates by seeded sampling (top-p 0.95) instead of the best beams."""
+    seed: int = 0
+    """Seed of the sampled candidates."""
     device: str = ""
     """cpu, cuda, ... (default: cuda when available)."""
 
@@ -287,12 +314,14 @@ class GenerateParams:
         check_run_name(self.name)
         if self.batch_size < 1 or self.num_beams < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size, num_beams and max_new_tokens: must be at least 1")
+        if self.mbr_candidates < 0 or self.mbr_candidates == 1:
+            raise ValueError("mbr_candidates: 0 (off) or 2 and more")
         if self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0:
             raise ValueError("repetition_penalty must be positive and no_repeat_ngram_size 0 or more")
 
 
 def generate_job(params: GenerateParams, ctx: JobContext) -> JobResult:
-    from engine.captioning.generate import GenerationSettings, generate_captions
+    from engine.captioning.generate import GenerationSettings, generate_candidates
     from engine.captioning.model import load_captioner
     from engine.training import device_for
 
@@ -300,9 +329,10 @@ def generate_job(params: GenerateParams, ctx: JobContext) -> JobResult:
                        unfinished="finish (resume) its training first")
     ds = dataset_of_kind(ctx, params.dataset or str(_dataset_name(ctx, cap)), "captioning", "ingest one first")
     source = cap.params["prompt"]
+    scenes = params.scenes or cap.params.get("scenes", ORACLE)
     composition = _composition_run(ctx, params.composition or cap.params.get("composition"), ds, source)
     images = list_images(ctx.db, ds.id, split=None if params.split == "all" else params.split)
-    prompts, lacking = prompts_for(ctx, images, source, composition)
+    prompts, lacking = prompts_for(ctx, images, source, composition, scenes)
     if lacking:
         raise CaptioningError(f"{len(lacking)} {params.split} images have no composition in {composition.name!r} (first: {lacking[0].filename}); run compose on them")  # type: ignore[union-attr]
     if not prompts:
@@ -313,21 +343,58 @@ def generate_job(params: GenerateParams, ctx: JobContext) -> JobResult:
     model, tokenizer = load_captioner(Path(cap.artifact_dir or ctx.workspace.model_dir(cap.name)), device,
                                       load_in_4bit=bool(cap.params.get("load_in_4bit")), trust_remote_code=bool(cap.params.get("trust_remote_code")))
     ids = list(prompts)
-    settings = GenerationSettings(params.max_new_tokens, params.num_beams, params.repetition_penalty, params.no_repeat_ngram_size)
-    out = generate_captions(model, tokenizer, [prompts[i] for i in ids], settings, batch_size=params.batch_size, device=device,
-                            progress=lambda i, n: ctx.progress(i, n, "generating"), should_stop=ctx.should_stop,
-                            prompt_budget=cap.metrics.get("prompt_budget"))
+    k = params.mbr_candidates or 1
+    settings = GenerationSettings(params.max_new_tokens, max(params.num_beams, 1), params.repetition_penalty, params.no_repeat_ngram_size,
+                                  candidates=k, sample=params.mbr_sample, seed=params.seed)
+    out = generate_candidates(model, tokenizer, [prompts[i] for i in ids], settings, batch_size=params.batch_size, device=device,
+                              progress=lambda i, n: ctx.progress(i, n, "generating"), should_stop=ctx.should_stop,
+                              prompt_budget=cap.metrics.get("prompt_budget"))
     if out is None:
         raise JobStopped()
-    captions, tokens = out
-    stored = {**asdict(params), "name": family, "captioner": cap.name, "composition": composition.name if composition else None}
+    candidates, tokens = out
+    chosen: list[list[tuple[str, float]]] = []
+    if params.mbr_candidates:
+        ctx.progress(0, len(ids), "choosing among candidates (MBR)")
+        captions, chosen = mbr_choose(ctx, ds, candidates)
+    else:
+        captions = [c[0] for c in candidates]
+    oracle = uses_scenes(source) and scenes == ORACLE
+    stored = {**asdict(params), "name": family, "captioner": cap.name, "composition": composition.name if composition else None,
+              "scenes": scenes if uses_scenes(source) else None}
+    metrics: dict[str, Any] = {"images": len(ids), "tokens": tokens}
+    if uses_scenes(source):
+        metrics["scenes"] = scenes_label(scenes, ctx)
+    if params.mbr_candidates:
+        metrics["mbr"] = {"candidates": k, "how": "sample" if params.mbr_sample else "beam"}
     with staged_run(ctx, kind="generation", family=family, replace=params.replace, params=stored, parent_run_id=cap.id,
                     dataset_id=ds.id) as stage:
         add_generations(ctx.db, stage.run.id, zip(ids, captions, strict=True))
-        stage.publish({"images": len(ids), "tokens": tokens})
+        if chosen:
+            add_candidates(ctx.db, stage.run.id, zip(ids, chosen, strict=True))
+        stage.publish(metrics)
     sample = captions[0] if captions else ""
-    return JobResult(f"{stage.message()}: {len(ids)} captions ({tokens} tokens), e.g. {sample!r}", run_id=stage.run.id,
+    how = f", chosen by MBR among {k} {'samples' if params.mbr_sample else 'beams'}" if params.mbr_candidates else ""
+    return JobResult(f"{stage.message()}: {len(ids)} captions ({tokens} tokens{how}){' with ORACLE scenes' if oracle else ''}, "
+                     f"e.g. {sample!r}", run_id=stage.run.id,
                      data={"images": len(ids), "tokens": tokens, "name": stage.published.run.name})  # type: ignore[union-attr]
+
+
+def mbr_choose(ctx: JobContext, ds: Dataset, candidates: list[list[str]]) -> tuple[list[str], list[list[tuple[str, float]]]]:
+    """Minimum-Bayes-risk selection: per image, the candidate with the highest mean CIDEr-D against
+    the others, document frequencies from the dataset's train references. Returns the chosen
+    captions and every image's candidates with their scores."""
+    from engine.evaluation.cider import CiderD
+    from engine.evaluation.tokenize import ptb_tokenize
+
+    train = list_images(ctx.db, ds.id, split="train")
+    refs = captions_for(ctx.db, [im.id for im in train])
+    scorer = CiderD([[ptb_tokenize(c.text) for c in refs[im.id]] for im in train if refs[im.id]])
+    chosen, scored = [], []
+    for options in candidates:
+        best, scores = scorer.consensus([ptb_tokenize(c) for c in options])
+        chosen.append(options[best])
+        scored.append([(c, round(float(v), 4)) for c, v in zip(options, scores, strict=True)])
+    return chosen, scored
 
 
 def _dataset_name(ctx: JobContext, run: Run) -> str:

@@ -51,6 +51,10 @@ class EvaluateParams:
     """Replace the newest evaluation of that name once this one has succeeded (until then it stays as it was)."""
     subset: str | None = None
     """Score only the images that this evaluation run scored (e.g. a human distinct=true evaluation), so the two pair up."""
+    refs: str | None = None
+    """Score against another dataset's references (e.g. the official COCO-format val references), images matched by filename."""
+    match: Literal["filename", "id"] = "filename"
+    """How refs= images are matched: by filename, or by the source's image id (COCO files only: a Karpathy imgid is a list position)."""
     metrics: tuple[str, ...] = METRICS
     """Comma-separated toolkit metric names (SPICE is reported unavailable)."""
     tokenizer: Literal["auto", "java", "python"] = "auto"
@@ -74,6 +78,8 @@ class EvaluateParams:
             raise ValueError("resamples: must be 0 or more")
         if self.distinct and self.human is None:
             raise ValueError("distinct: only for human=DATASET")
+        if self.refs is not None and self.generation is None:
+            raise ValueError("refs: only with generation=RUN (human= scores a dataset's own references)")
 
 
 def _subset_images(ctx: JobContext, name: str | None) -> set[int] | None:
@@ -102,14 +108,17 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
         if subset is not None and len(gens) < len(subset):
             raise EvaluationError(f"generation run {source.name!r} captions {len(gens)} of the {len(subset)} images of "
                                   f"{params.subset!r}; a paired comparison needs them all")
-        refs = captions_for(ctx.db, [g.image_id for g in gens])
-        missing = [images[g.image_id].filename for g in gens if not refs[g.image_id]]
-        if missing:
-            raise EvaluationError(f"references missing for {len(missing)} images (first: {', '.join(missing[:3])}); every scored image needs references")
-        references: dict[Hashable, list[str]] = {g.image_id: [c.text for c in refs[g.image_id]] for g in gens}
+        if params.refs is not None:
+            references, scene_of = _other_references(ctx, params, images, gens)
+        else:
+            refs = captions_for(ctx.db, [g.image_id for g in gens])
+            missing = [images[g.image_id].filename for g in gens if not refs[g.image_id]]
+            if missing:
+                raise EvaluationError(f"references missing for {len(missing)} images (first: {', '.join(missing[:3])}); every scored image needs references")
+            references = {g.image_id: [c.text for c in refs[g.image_id]] for g in gens}
+            scene_of = {g.image_id: images[g.image_id].scene or "(none)" for g in gens}
         hypotheses: dict[Hashable, str] = {g.image_id: g.text for g in gens}
-        scene_of: dict[Hashable, str] = {g.image_id: images[g.image_id].scene or "(none)" for g in gens}
-        family = params.name or f"eval.{source.name}"
+        family = params.name or f"eval.{source.name}" + (f".refs-{params.refs}" if params.refs else "")
         parent, dataset_id = source.id, source.dataset_id
         label = f"{source.name} ({len(gens)} images)"
     else:
@@ -143,8 +152,10 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
     metrics |= {
         "ci95": {m: list(v) for m, v in intervals.items()}, "per_scene": per_scene, "images": len(per_image),
         "captions": len(scores.keys), "tokenizer": scores.tokenizer, "unavailable": scores.unavailable,
-        "resamples": params.resamples, "human": params.human is not None, "subset": params.subset,
+        "resamples": params.resamples, "human": params.human is not None, "subset": params.subset, "refs": params.refs,
     }
+    if params.generation is not None and source.metrics.get("scenes"):
+        metrics["scenes"] = source.metrics["scenes"]  # "oracle": it read the true scene of the images it captions
     stored = {**asdict(params), "name": family, "metrics": list(params.metrics)}
     # The old evaluation of this name (if replaced) stays whole until the new one is complete.
     with staged_run(ctx, kind="evaluation", family=family, replace=params.replace, params=stored, parent_run_id=parent,
@@ -156,6 +167,39 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
     headline = ", ".join(f"{m} {scores.corpus[m]:.3f}" for m in ALL_METRICS if m in scores.corpus)
     return JobResult(f"{stage.message()}: {label}: {headline}", run_id=stage.run.id,
                      data={"corpus": scores.corpus, "ci95": intervals, "name": stage.published.run.name})  # type: ignore[union-attr]
+
+
+def _other_references(ctx: JobContext, params: EvaluateParams, images: dict[int, Any], gens: list[Any]) -> tuple[dict[Hashable, list[str]], dict[Hashable, str]]:
+    """References (and scenes) of the generated captions' images from another dataset, matched by
+    filename (or by source id, for COCO files only).
+
+    :raises EvaluationError: if the match is ambiguous by construction or images are missing
+    """
+    from engine.store.catalog import get_dataset_by_id
+
+    other = dataset_of_kind(ctx, params.refs, "captioning", "ingest the references with `workbench ingest captions PATH`")  # type: ignore[arg-type]
+    mine = get_dataset_by_id(ctx.db, next(iter(images.values())).dataset_id)
+    if params.match == "id":
+        karpathy = [d.name for d in (mine, other) if d is not None and d.source_format == "karpathy"]
+        if karpathy:
+            raise EvaluationError(f"match=id: {', '.join(karpathy)} came from a Karpathy file, whose imgid is a list position, not a "
+                                  "stable id (00001.jpg is 0 in one RSICD file, airport_61.jpg is 318 in the COCO val references); "
+                                  "match by filename")
+    theirs = list_images(ctx.db, other.id)
+    key = (lambda im: str(im.source_id)) if params.match == "id" else (lambda im: im.filename)
+    by_key = {key(im): im for im in theirs}
+    pairs = {g.image_id: by_key.get(key(images[g.image_id])) for g in gens}
+    missing = [images[i].filename for i, im in pairs.items() if im is None]
+    if missing:
+        raise EvaluationError(f"refs={other.name!r}: {len(missing)} of {len(gens)} images have no match by {params.match} "
+                              f"(first: {', '.join(missing[:3])}); score a split the references cover, or subset=")
+    refs = captions_for(ctx.db, [im.id for im in pairs.values()])  # type: ignore[union-attr]
+    empty = [images[i].filename for i, im in pairs.items() if not refs[im.id]]  # type: ignore[union-attr]
+    if empty:
+        raise EvaluationError(f"refs={other.name!r}: {len(empty)} matched images have no references (first: {', '.join(empty[:3])})")
+    references: dict[Hashable, list[str]] = {i: [c.text for c in refs[im.id]] for i, im in pairs.items()}  # type: ignore[union-attr]
+    scene_of: dict[Hashable, str] = {i: im.scene or images[i].scene or "(none)" for i, im in pairs.items()}  # type: ignore[union-attr]
+    return references, scene_of
 
 
 def _per_image(scores: Scores) -> dict[int, dict[str, float]]:
@@ -314,7 +358,8 @@ def export(params: ExportParams, ctx: JobContext) -> JobResult:
         _write_atomic(path, json.dumps(results, ensure_ascii=False), params.force)
         corpus = {m: metrics[m] for m in ALL_METRICS if m in metrics}
         _write_atomic(metrics_path, json.dumps({"run": run.name, "corpus": corpus, "ci95": metrics.get("ci95", {}),
-                                                "unavailable": metrics.get("unavailable", {})}, indent=2), True)
+                                                "unavailable": metrics.get("unavailable", {}), "tokenizer": metrics.get("tokenizer"),
+                                                "scenes": run.metrics.get("scenes")}, indent=2), True)
         written.append(metrics_path)
     dataset = get_dataset_by_id(ctx.db, run.dataset_id) if run.dataset_id else None
     return JobResult(f"wrote {len(rows)} rows of {run.name}{f' ({dataset.name})' if dataset else ''} to {', '.join(map(str, written))}",

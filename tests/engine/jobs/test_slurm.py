@@ -98,9 +98,9 @@ def test_the_demo_runs_through_slurm(ws: Workspace) -> None:
     assert "jobs did not succeed" not in out and "eval.gen.cap.test\n" in out
     db = ws.open_db()
     jobs = q.list_jobs(db)
-    assert len(jobs) == 8 and all(j.status == "succeeded" and j.executor == "slurm" for j in jobs), [(j.kind, j.message) for j in jobs]
+    assert len(jobs) == 12 and all(j.status == "succeeded" and j.executor == "slurm" for j in jobs), [(j.kind, j.message) for j in jobs]
     ids = [j.external_id for j in jobs]
-    assert all(i and i.isdigit() for i in ids) and len(set(ids)) == 8
+    assert all(i and i.isdigit() for i in ids) and len(set(ids)) == 12
     shown = cli(ws, "jobs", "show", str(jobs[-1].id)).stdout
     assert f"executor  slurm, Slurm job {jobs[-1].external_id}" in shown and "gpus: none" in shown
     assert "sacct" not in shown
