@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 from engine.errors import WorkbenchError
 from engine.workspace import Workspace
 from workbench.screens.browse import BrowseScreen, read_browse
+from engine.store.connection import is_read_only
 from workbench.session import IMAGES_MODES, ImagesMode, Session
 
 START_SCREENS = ("browse", "review", "jobs", "runs")
@@ -51,10 +52,10 @@ class WorkbenchApp(App[None]):
     MODES = {"browse": BrowseScreen, "review": review_screen, "jobs": jobs_screen, "runs": runs_screen}
     BINDINGS = [  # help first: the footer cuts the last keys on a narrow terminal
         Binding("question_mark", "help", "Help", id="help"),
-        Binding("b", "switch_mode('browse')", "Browse", id="browse"),
-        Binding("r", "switch_mode('review')", "Review", id="review"),
-        Binding("j", "switch_mode('jobs')", "Jobs", id="jobs"),
-        Binding("u", "switch_mode('runs')", "Runs", id="runs"),
+        Binding("b", "go('browse')", "Browse", id="browse"),
+        Binding("r", "go('review')", "Review", id="review"),
+        Binding("j", "go('jobs')", "Jobs", id="jobs"),
+        Binding("u", "go('runs')", "Runs", id="runs"),
         Binding("e", "export", "Export", id="export"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
@@ -67,7 +68,18 @@ class WorkbenchApp(App[None]):
     def on_mount(self) -> None:
         self.set_keymap(self.session.config.keys)
         self.sub_title = f"{self.session.workspace.root.name}  ·  reviewer {self.session.reviewer}"
+        if is_read_only(self.session.workspace.db_path):
+            self.sub_title += "  ·  READ-ONLY"
+            self.notify("This workspace is read-only for you: Browse, Runs and Export work; ratings and jobs are off.", timeout=10)
         self.switch_mode(self.start)
+
+    async def action_go(self, mode: str) -> None:
+        """Show a mode's own screen from anywhere, also when a screen was opened on top of it
+        (``b`` on the Image screen returns to the Browse list, its cursor where it was)."""
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
 
     def action_export(self) -> None:
         from workbench.screens.export import ExportModal
@@ -137,7 +149,7 @@ def make_app(
     """Build the workbench app on a workspace.
 
     :raises WorkbenchError: for a missing workspace, a bad ``config.toml``, an unknown start
-        screen, drawing mode or key action
+        screen, drawing mode, key action or dataset
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(Path(workspace))
     ws.open_db().close()  # migrates, and fails clearly when there is no workspace
@@ -150,8 +162,19 @@ def make_app(
     unknown = sorted(set(config.keys) - known_actions()) if config.keys else []
     if unknown:
         raise WorkbenchError(f"{ws.config_path}: [keys] {unknown[0]!r} is not an action; actions: {', '.join(sorted(known_actions()))}")
+    if dataset is not None:
+        from engine.store.catalog import list_datasets
+
+        db = ws.open_db()
+        try:
+            names = [d.name for d in list_datasets(db) if d.kind == "captioning"]
+        finally:
+            db.close()
+        if dataset not in names:
+            raise WorkbenchError(f"--dataset {dataset!r}: no captioning dataset of that name; "
+                                 + (f"datasets: {', '.join(names)}" if names else "ingest one with `workbench ingest captions PATH`"))
     session = Session(workspace=ws, config=config, reviewer=reviewer or getpass.getuser(), images=mode, dataset=dataset,  # type: ignore[arg-type]
-                      start_runner=start_runner)
+                      start_runner=start_runner and not is_read_only(ws.db_path))
     if mode not in ("off", "halfcell"):
         # textual-image asks the terminal what it can draw when first imported; that must
         # happen before Textual takes the terminal over.

@@ -5,6 +5,8 @@ not be used by two threads at once).
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -61,6 +63,36 @@ class Session:
             db = connect(self.workspace.db_path, migrate=False, journal=self.config.journal)
             self._local.db = db
         return db
+
+    @property
+    def _memory_path(self) -> Path:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.reviewer) or "_"
+        return self.workspace.root / "tui" / f"{safe}.json"
+
+    def recall(self, key: str) -> Any:
+        """What this reviewer's TUI remembered under ``key`` (the run Review showed last), or None."""
+        try:
+            return json.loads(self._memory_path.read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def remember(self, key: str, value: Any) -> None:
+        """Keep ``value`` for this reviewer's next session (WORKSPACE/tui/REVIEWER.json, written
+        atomically); a read-only workspace simply forgets."""
+        path = self._memory_path
+        try:
+            data = json.loads(path.read_text()) if path.exists() else {}
+            data = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            data = {}
+        data[key] = value
+        try:
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(data, indent=1))
+            os.replace(tmp, path)
+        except OSError:
+            pass
 
     def resolve(self, root: str, relative: str) -> Path:
         """An image's file: image paths are stored relative to their dataset's root."""

@@ -37,6 +37,8 @@ class CaptionEntry:
     duplicates: tuple[bool, ...]
     """True where a caption repeats an earlier one of the same image."""
     source_id: str | None
+    empty: int = 0
+    """References left out because they held no text (``"raw": "   "``)."""
 
 
 @dataclass(frozen=True)
@@ -191,21 +193,32 @@ def parse_caption_data(path: Path, data: Any, *, split: str | None = None, split
     return CaptionFile(path=path, format=fmt, name=name, entries=tuple(entries))
 
 
+def normalise_filename(filename: str) -> str:
+    """One spelling per file: ``./00001.jpg`` and ``a//b.jpg`` name what ``00001.jpg`` and
+    ``a/b.jpg`` name (``..`` is kept, for the images folder check to refuse)."""
+    if "/" not in filename and "\\" not in filename:
+        return filename.strip()
+    parts = [p for p in filename.strip().replace("\\", "/").split("/") if p not in ("", ".")]
+    return ("/" if filename.strip().startswith("/") else "") + "/".join(parts)
+
+
 def _entry(filename: str, split: str | None, pairs: list[tuple[str, str]], source_id: Any) -> CaptionEntry:
+    kept = [(text, toks) for text, toks in pairs if text.strip() or toks.strip()]
     seen: set[str] = set()
     dups = []
-    for _, toks in pairs:
+    for _, toks in kept:
         key = duplicate_key(toks)
         dups.append(key in seen)
         seen.add(key)
-    texts, tokens = zip(*pairs, strict=True) if pairs else ((), ())
+    texts, tokens = zip(*kept, strict=True) if kept else ((), ())
     return CaptionEntry(
-        filename=filename,
+        filename=normalise_filename(filename),
         split=split,
         captions=texts,
         tokens=tokens,
         duplicates=tuple(dups),
         source_id=None if source_id is None else str(source_id),
+        empty=len(pairs) - len(kept),
     )
 
 
@@ -292,7 +305,7 @@ def _read_coco(
         if img["id"] in by_id:
             raise DatasetError(f"{path}: image id {img['id']!r} appears twice (images[{by_id[img['id']]}] and images[{i}])")
         by_id[img["id"]] = i
-        names.append(img["file_name"])
+        names.append(normalise_filename(img["file_name"]))
         ids.append(img["id"])
     _check_unique(path, names, "file_name")
     captions: list[list[tuple[str, str]]] = [[] for _ in names]

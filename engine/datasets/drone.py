@@ -48,7 +48,8 @@ class DronePair:
 
 
 def find_layout(path: Path) -> DroneLayout:
-    """Locate the three parts under ``path`` (at most two folders down).
+    """Locate the three parts under ``path``: the image and label folders side by side (at most
+    two folders down), the class table beside them or in a folder above them, up to ``path``.
 
     :raises DatasetError: saying which part is missing
     """
@@ -56,10 +57,14 @@ def find_layout(path: Path) -> DroneLayout:
         raise DatasetError(f"{path}: folder not found")
     for root in [path, *sorted(p for p in path.glob("*") if p.is_dir()), *sorted(p for p in path.glob("*/*") if p.is_dir())]:
         if (root / IMAGE_DIR).is_dir():
-            missing = [n for n in (LABEL_DIR, CLASS_TABLE) if not (root / n).exists()]
+            # The Kaggle download keeps the class table at its top, two folders above the images.
+            table = next((d / CLASS_TABLE for d in (root, *root.parents) if (d / CLASS_TABLE).is_file()
+                          and (d == path or path in d.parents)), None)
+            missing = [n for n, there in ((LABEL_DIR, (root / LABEL_DIR).is_dir()), (CLASS_TABLE, table is not None)) if not there]
             if missing:
-                raise DatasetError(f"{root}: has {IMAGE_DIR}/ but no {' or '.join(missing)}; expected the Semantic Drone Dataset layout")
-            return DroneLayout(root, root / IMAGE_DIR, root / LABEL_DIR, root / CLASS_TABLE)
+                raise DatasetError(f"{root}: has {IMAGE_DIR}/ but no {' or '.join(missing)} (the class table may also lie in a "
+                                   f"folder above, up to {path}); expected the Semantic Drone Dataset layout")
+            return DroneLayout(root, root / IMAGE_DIR, root / LABEL_DIR, table)  # type: ignore[arg-type]
     raise DatasetError(
         f"{path}: not a Semantic Drone Dataset folder; expected {IMAGE_DIR}/, {LABEL_DIR}/ and {CLASS_TABLE}"
     )

@@ -43,7 +43,8 @@ class ImageProbe:
 def relative_inside(folder: Path | str, filename: str) -> str:
     """``filename`` normalised as a path relative to ``folder``.
 
-    The check is lexical (``..`` and absolute names), so a dataset may be a tree of symlinks.
+    The check is lexical (``..`` and absolute names); symlinks that lead outside the folder are
+    refused by :func:`outside_links`.
 
     :raises DatasetError: if the name escapes the folder
     """
@@ -55,6 +56,22 @@ def relative_inside(folder: Path | str, filename: str) -> str:
     if relative == ".." or relative.startswith("../") or relative == ".":
         raise DatasetError(f"{filename!r} resolves outside the images folder {folder}; refusing to read it")
     return relative
+
+
+def outside_links(folder: Path, relatives: list[str]) -> list[tuple[str, str]]:
+    """(name, target) of each image that is, or lies under, a symlink leading outside
+    ``folder`` (which may itself be a symlink): such a file is refused like ``../x``."""
+    root = os.path.realpath(folder)
+    base = os.path.join(root, "")
+    out = []
+    for rel in relatives:
+        path = os.path.join(folder, rel)
+        if "/" not in rel and not os.path.islink(path):
+            continue  # the common case: a plain file right in the folder
+        real = os.path.realpath(path)
+        if not real.startswith(base):
+            out.append((rel, real))
+    return out
 
 
 def resolve_inside(folder: Path, filename: str) -> Path:

@@ -21,7 +21,12 @@ from typing import Any
 from engine.errors import WorkbenchError
 from engine.jobs.base import JobContext, JobResult, JobStopped, Progress, processes_of
 from engine.jobs.registry import get_kind
-from engine.workspace import Workspace
+from engine.store.connection import is_read_only
+from engine.workspace import Workspace, WorkspaceError
+
+
+READS_ONLY = ("export",)
+"""Kinds that write nothing to the database, so they run on a read-only workspace."""
 
 
 def run_foreground(
@@ -40,15 +45,21 @@ def run_foreground(
     job_kind = get_kind(kind)
     if not isinstance(params, job_kind.params):
         params = job_kind.parse(params)
+    if kind not in READS_ONLY and is_read_only(workspace.db_path):
+        raise WorkspaceError(f"{workspace.db_path}: read-only for you, and {kind} writes to it; copy the workspace, or ask its owner")
     if processes_of(params) > 1:
         return run_launched(workspace, kind, params, on_progress=on_progress, stop_requested=stop_requested)
     db = workspace.open_db()
-    workspace.logs_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     log = logging.getLogger(f"workbench.job.{kind}.{stamp}")
     log.setLevel(logging.INFO)
     log.propagate = False
-    handler = logging.FileHandler(workspace.logs_dir / f"{kind}-{stamp}.log", encoding="utf-8")
+    handler: logging.Handler
+    try:
+        workspace.logs_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(workspace.logs_dir / f"{kind}-{stamp}.log", encoding="utf-8")
+    except PermissionError:  # a read-only workspace still exports and reads; it just keeps no log
+        handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     ctx = JobContext(workspace=workspace, db=db, log=log, on_progress=on_progress, stop_requested=stop_requested)

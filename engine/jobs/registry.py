@@ -5,7 +5,8 @@ from __future__ import annotations
 from engine.jobs.base import JobKind, ParamsError
 from engine.jobs.kinds.captioning import BASELINE_KNN, GENERATE, TRAIN_CAPTIONER
 from engine.jobs.kinds.composition import COMPOSE
-from engine.jobs.kinds.evaluation import EVALUATE, EXPORT, IMPORT_GENERATIONS
+from engine.jobs.kinds.evaluation import EVALUATE
+from engine.jobs.kinds.exchange import EXPORT, IMPORT_GENERATIONS
 from engine.jobs.kinds.ingest import INGEST_CAPTIONS, INGEST_DRONE
 from engine.jobs.kinds.noop import NOOP
 from engine.jobs.kinds.scenes import BASELINE_SCENE, CLASSIFY, TRAIN_SCENE_CLASSIFIER

@@ -59,7 +59,7 @@ def runner_alive(ws: Workspace) -> bool:
     path = ws.root / "runner.lock"
     if not path.exists():
         return False
-    with open(path, "a+") as fh:
+    with open(path) as fh:  # flock needs no write access: a read-only workspace can ask too
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

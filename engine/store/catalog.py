@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
+from engine.errors import WorkbenchError
 from engine.store.models import Caption, Dataset, DatasetStats, Image, NewCaption, NewImage
 
 
@@ -109,8 +110,9 @@ class DatasetWriter:
             d = self._dataset
             old = conn.execute("SELECT id FROM datasets WHERE name = ?", [d["name"]]).fetchone()
             if old is not None:
-                if not self.replace:
-                    raise ValueError(f"dataset {d['name']!r} exists")
+                if not self.replace:  # another ingest of this name finished first
+                    raise WorkbenchError(f"dataset {d['name']!r} was just created by another ingest; pass --replace to replace it, "
+                                       "or --name to ingest under another name")
                 rated = dataset_ratings(self.db, old[0])
                 if rated:  # ratings are never deleted: the old dataset stays, under another name
                     kept = f"{d['name']}~{old[0]}"

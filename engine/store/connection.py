@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sqlite3
 import time
 import warnings
@@ -24,6 +25,26 @@ from engine.errors import WorkbenchError
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for another writer's lock before giving up (WORKBENCH_BUSY_TIMEOUT_MS
 changes it, for tests)."""
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _number(m: re.Match[str]) -> str:
+    digits = m.group().lstrip("0") or "0"
+    return chr(0x30 + len(digits)) + digits  # a longer number sorts after a shorter one
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def natural_key(text: str) -> str:
+    """Sort key that reads digit runs as numbers (``bareland_2`` before ``bareland_10``) and
+    letters case-insensitively: each number becomes its length, then its digits."""
+    return _DIGITS.sub(_number, text.casefold())
+
+
+def _natural(a: str, b: str) -> int:
+    ka, kb = natural_key(a), natural_key(b)
+    return (ka > kb) - (ka < kb) or (a > b) - (a < b)
 
 
 def busy_timeout_ms() -> int:
@@ -105,21 +126,69 @@ class JournalModeWarning(UserWarning):
     "WAL is unavailable on this file system; DELETE journal mode is used instead."
 
 
+class ReadOnlyWarning(UserWarning):
+    "The workspace database is read-only for this user: reading works, writing does not."
+
+
+def is_read_only(path: str | Path) -> bool:
+    """The database file (or its folder, where SQLite writes its journal) cannot be written by
+    this process."""
+    p = Path(path)
+    return p.exists() and not (os.access(p, os.W_OK) and os.access(p.parent, os.W_OK))
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection; ``immutable`` where the WAL index cannot be created beside it
+    (nobody can be writing a file no one may write)."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    for extra in ("", "&immutable=1"):
+        conn = sqlite3.connect(uri + extra, uri=True, timeout=busy_timeout_ms() / 1000, check_same_thread=False)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if extra:
+                raise
+    raise AssertionError("unreachable")
+
+
 def connect(path: str | Path, *, migrate: bool = True, journal: str = "wal") -> sqlite_utils.Database:
     """Open (creating if needed) the database at ``path`` with the workbench's settings.
+
+    A database this user may not write is opened read-only (with a :class:`ReadOnlyWarning`):
+    reads work (stats, runs, Browse, export elsewhere), writes fail with "attempt to write a
+    readonly database", which the CLI and TUI report as one line.
 
     :param path: the database file, or ``":memory:"``
     :param migrate: apply pending migrations
     :param journal: ``wal`` (readers never wait; every writer on one host) or ``delete`` (writers
         on several hosts of a shared file system, e.g. Slurm nodes; see config.toml ``[store]``)
-    :raises StoreError: if the file is not an SQLite database
+    :raises StoreError: if the file is not an SQLite database, or is read-only and needs migrating
     """
     memory = str(path) == ":memory:"
+    read_only = not memory and is_read_only(path)
     try:
-        conn = sqlite3.connect(str(path), timeout=busy_timeout_ms() / 1000, check_same_thread=False)
+        if read_only:
+            conn = _open_read_only(Path(path))
+        else:
+            conn = sqlite3.connect(str(path), timeout=busy_timeout_ms() / 1000, check_same_thread=False)
+        conn.create_collation("natsort", _natural)  # ORDER BY filename COLLATE natsort
         db = Database(conn)
         db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
         db.execute("PRAGMA foreign_keys = ON")
+        if read_only:
+            from engine.store.migrate import pending_migrations
+
+            pending = pending_migrations(db)
+            if pending:
+                raise StoreError(f"{path}: read-only for you, and it needs migrating ({len(pending)} migrations, first {pending[0]}) "
+                                 "by a newer workbench; ask its owner to run any workbench command on it, or copy the workspace")
+            warnings.warn(f"{path}: read-only for you; reading only (stats, runs, Browse, export elsewhere work), writes are off",
+                          ReadOnlyWarning, stacklevel=1)
+            return db
         db.execute("PRAGMA synchronous = NORMAL")
         if not memory:
             _set_journal_mode(db, Path(path), journal)
@@ -130,6 +199,11 @@ def connect(path: str | Path, *, migrate: bool = True, journal: str = "wal") -> 
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a usable SQLite database ({exc}); move it away or choose another workspace") from exc
     return db
+
+
+def is_read_only_error(exc: BaseException) -> bool:
+    """SQLite refusing a write to a database opened read-only (or on a read-only file system)."""
+    return isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc)
 
 
 def journal_mode(db: sqlite_utils.Database) -> str:

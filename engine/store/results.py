@@ -100,6 +100,29 @@ def _rating(row: dict[str, Any]) -> Rating:
     return Rating(**{**row, "flags": json.loads(row["flags"])})
 
 
+@dataclass(frozen=True)
+class CaptionRef:
+    """A generated caption as a reviewer names it: its id, run and image."""
+
+    generation_id: int
+    run: str
+    filename: str
+    text: str
+
+
+def find_caption(db: sqlite_utils.Database, generation_id: int | None = None, *, run_id: int | None = None,
+                 image: str | None = None) -> CaptionRef | None:
+    """A caption by its id, or by its run and image (filename, or the source's image id)."""
+    sql = ("SELECT g.id, r.name, i.filename, g.text FROM generations g JOIN runs r ON r.id = g.run_id"
+           " JOIN images i ON i.id = g.image_id WHERE ")
+    if generation_id is not None:
+        row = db.conn.execute(sql + "g.id = ?", [generation_id]).fetchone()
+    else:
+        row = db.conn.execute(sql + "g.run_id = ? AND (i.filename = ? OR i.source_id = ?) ORDER BY i.filename = ? DESC LIMIT 1",
+                              [run_id, image, image, image]).fetchone()
+    return CaptionRef(*row) if row else None
+
+
 def add_rating(
     db: sqlite_utils.Database,
     generation_id: int,
@@ -164,7 +187,8 @@ def current_ratings(db: sqlite_utils.Database, run_id: int) -> list[Rating]:
 
 
 def export_rows(db: sqlite_utils.Database, run_id: int, split: str | None = None) -> list[dict[str, Any]]:
-    """One row per generated caption: image, references, caption, per-image scores of the newest
+    """One row per generated caption: its id, the image (the store's id, the source's id as
+    text, filename, split, scene), references, caption, per-image scores of the newest
     evaluation, and every reviewer's current rating."""
     evaluation = latest_evaluation(db, run_id)
     scores = scores_of(db, evaluation) if evaluation is not None else {}
@@ -179,7 +203,7 @@ def export_rows(db: sqlite_utils.Database, run_id: int, split: str | None = None
     out = []
     gens = list(db.query(
         f"SELECT g.id, g.image_id, g.text, i.filename, i.split, i.scene, i.source_id FROM generations g"
-        f" JOIN images i ON i.id = g.image_id WHERE {where} ORDER BY g.image_id",
+        f" JOIN images i ON i.id = g.image_id WHERE {where} ORDER BY i.filename COLLATE natsort, g.image_id",
         args,
     ))
     refs: dict[int, list[str]] = {}
@@ -192,7 +216,7 @@ def export_rows(db: sqlite_utils.Database, run_id: int, split: str | None = None
             refs.setdefault(image_id, []).append(text)
     for g in gens:
         out.append({
-            "image_id": g["image_id"], "source_id": g["source_id"], "filename": g["filename"], "split": g["split"],
+            "generation_id": g["id"], "store_image_id": g["image_id"], "source_id": g["source_id"], "filename": g["filename"], "split": g["split"],
             "scene": g["scene"], "references": refs.get(g["image_id"], []), "caption": g["text"],
             "scores": scores.get(g["image_id"], {}), "ratings": ratings.get(g["id"], []),
         })

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import sqlite_utils
 
 from engine.store.catalog import captions_for
+from engine.store.connection import natural_key
 from engine.store.models import Caption, Image
 
 SORT_COLUMNS = ("filename", "split", "scene", "status", "rated", "score")
@@ -102,9 +103,15 @@ def browse_rows(db: sqlite_utils.Database, q: BrowseQuery) -> list[BrowseRow]:
     if q.rated is not None:
         sql = f"SELECT * FROM ({sql}) WHERE rated = ?"
         args.append(int(q.rated))
-    order = "DESC" if q.descending else "ASC"
-    sql += f" ORDER BY ({q.sort} IS NULL), {q.sort} {order}, id {order}"
-    return [BrowseRow(*row) for row in db.conn.execute(sql, args)]
+    rows = [BrowseRow(*row) for row in db.conn.execute(sql, args)]
+    # Sorted here, not in SQL: natural order (bareland_2 before bareland_10) with one key per row
+    # is some ten times faster than a collation called per comparison. Unscored rows stay last.
+    text = q.sort in ("filename", "split", "scene", "status")
+    def key(r: BrowseRow) -> tuple[Any, ...]:
+        value = getattr(r, q.sort)
+        return (natural_key(value) if text else value, natural_key(r.filename))
+    present = sorted((r for r in rows if getattr(r, q.sort) is not None), key=key, reverse=q.descending)
+    return present + sorted((r for r in rows if getattr(r, q.sort) is None), key=lambda r: natural_key(r.filename), reverse=q.descending)
 
 
 def newest_classification(db: sqlite_utils.Database, dataset_id: int) -> tuple[int, str] | None:
@@ -116,7 +123,7 @@ def newest_classification(db: sqlite_utils.Database, dataset_id: int) -> tuple[i
 
 def scenes_of(db: sqlite_utils.Database, dataset_id: int) -> list[str]:
     return [r[0] for r in db.conn.execute(
-        "SELECT DISTINCT scene FROM images WHERE dataset_id = ? AND scene IS NOT NULL ORDER BY scene", [dataset_id])]
+        "SELECT DISTINCT scene FROM images WHERE dataset_id = ? AND scene IS NOT NULL ORDER BY scene COLLATE natsort", [dataset_id])]
 
 
 @dataclass(frozen=True)
@@ -203,7 +210,7 @@ def review_queue(db: sqlite_utils.Database, run_id: int, reviewer: str) -> list[
         "SELECT g.id, g.image_id, g.text, i.filename, i.scene, r.id, r.score, r.flags, r.note"
         " FROM generations g JOIN images i ON i.id = g.image_id"
         " LEFT JOIN ratings r ON r.id = (SELECT MAX(id) FROM ratings r2 WHERE r2.generation_id = g.id AND r2.reviewer = ?)"
-        " WHERE g.run_id = ? ORDER BY (r.score IS NOT NULL), g.image_id",
+        " WHERE g.run_id = ? ORDER BY (r.score IS NOT NULL), i.filename COLLATE natsort, g.image_id",
         [reviewer, run_id],
     )
     return [ReviewItem(g, im, text, fn, scene, rid, score, json.loads(flags) if flags else [], note or "")

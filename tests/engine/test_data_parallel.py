@@ -4,7 +4,6 @@ checkpoint written by two processes resumed by one."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -176,19 +176,24 @@ def test_evaluate_export_rate_ratings_compare_from_the_cli(cli, tmp_path: Path) 
     assert cli("export", "mine", "-o", str(out)).exit_code == 0
     again = cli("export", "mine", "-o", str(out))
     assert again.exit_code == 1 and "exists; pass --force" in again.output
-    gen_id = json.loads(out.read_text().splitlines()[0])["image_id"]
-    from engine.store.results import generations_of
-    from engine.store.runs import get_run
-    from engine.workspace import Workspace
-
-    db = Workspace(tmp_path / "ws").open_db()
-    gid = next(g.id for g in generations_of(db, get_run(db, "mine").id) if g.image_id == gen_id)  # type: ignore[union-attr]
-    rated = cli("rate", str(gid), "4", "--flag", "grammar", "--reviewer", "ann")
-    assert rated.exit_code == 0 and "rated caption" in rated.output and "grammar" in rated.output
-    bad = cli("rate", str(gid), "7")
-    assert bad.exit_code == 1 and "must be 1 to 5" in bad.output
-    summary = cli("ratings", "mine")
-    assert "1 images rated by 1 reviewers (ann 1)" in summary.output
+    first = json.loads(out.read_text().splitlines()[0])
+    entry = next(e for e in ann if e["filename"] == first["filename"])
+    assert first["image_id"] == entry["imgid"] and isinstance(first["image_id"], int) and first["run"] == "mine"  # Karpathy imgid, an int
+    rated = cli("rate", str(first["generation_id"]), "4", "--flag", "grammar", "--reviewer", "ann")
+    assert rated.exit_code == 0, rated.output
+    assert f"rated caption {first['generation_id']} of run mine on {first['filename']}" in rated.output and "grammar" in rated.output
+    by_name = cli("rate", "mine", ann[1]["filename"], "3", "--reviewer", "bob")
+    assert by_name.exit_code == 0 and f"of run mine on {ann[1]['filename']}" in by_name.output
+    for args, message in ((("mine", "nosuch.jpg", "3"), "run 'mine' has no caption of an image 'nosuch.jpg'"),
+                          (("nosuch", "x.jpg", "3"), "'nosuch' is not a generation or baseline run"),
+                          (("9999", "3"), "no generated caption with id 9999"),
+                          ((str(first["generation_id"]), "7"), "must be 1 to 5"),
+                          (("mine", "4"), "'mine' is not a generation id"),
+                          (("4",), "give RUN IMAGE SCORE or GENERATION_ID SCORE")):
+        bad = cli("rate", *args)
+        assert bad.exit_code == 1 and message in bad.output, (args, bad.output)
+    summary_after = cli("ratings", "mine").output
+    assert "2 images rated by 2 reviewers" in summary_after
     compared = cli("runs", "compare", "mine", "mine", "--resamples", "50")
     assert compared.exit_code == 0 and "+0.000" in compared.output
 
@@ -208,3 +213,55 @@ def test_jobs_commands(cli) -> None:  # type: ignore[no-untyped-def]
     assert again.exit_code == 1 and "already cancelled" in again.output
     assert "queued job #3, a retry of #2" in cli("jobs", "retry", "2", "--no-runner").output
     assert cli("jobs", "show", "99").exit_code == 1
+
+
+def test_tui_refuses_an_unknown_dataset_and_a_non_terminal(cli, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("ingest", "captions", str(shared_data / "rsicd-sample"))
+    unknown = cli("tui", "--dataset", "nosuch")
+    assert unknown.exit_code == 1 and "--dataset 'nosuch': no captioning dataset of that name; datasets: rsicd" in unknown.output
+    piped = cli("tui")  # the runner's stdout is not a terminal
+    assert piped.exit_code == 1 and "the TUI needs a terminal" in piped.output and "\x1b[" not in piped.output
+
+
+def test_a_read_only_workspace_reads_and_refuses_writes_in_one_line(cli, tmp_path: Path, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    """As another user would see a colleague's workspace: every file read-only for them."""
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    cli("ingest", "captions", str(shared_data / "rsicd-sample"))
+    ws = tmp_path / "ws"
+    (tmp_path / "g.json").write_text('[{"image_id": "00001.jpg", "caption": "a plane"}]')
+    cli("run", "import-generations", "-p", f"results={tmp_path / 'g.json'}", "-p", "dataset=rsicd", "-p", "name=g")
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root writes anything: drop the capability that lets it
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: cannot make a workspace read-only")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    for path in [ws, *ws.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    digest = hashlib.sha256((ws / "workbench.db").read_bytes()).hexdigest()
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*prefix, sys.executable, "-m", "workbench.cli", "-w", str(ws), *args], capture_output=True, text=True, timeout=120)
+
+    try:
+        stats = run("stats", "rsicd")
+        assert stats.returncode == 0 and "captions" in stats.stdout, stats.stderr
+        assert stats.stderr.count("read-only for you; reading only") == 1
+        exported = run("export", "g", "-o", str(out / "g.jsonl"))
+        assert exported.returncode == 0 and (out / "g.jsonl").is_file(), exported.stderr
+        for args in (("rate", "g", "00001.jpg", "4"), ("run", "evaluate", "-p", "generation=g"), ("jobs", "submit", "noop")):
+            refused = run(*args)
+            lines = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+            assert refused.returncode == 1 and len(lines) == 1 and "read-only for you" in lines[0], (args, refused.stderr)
+            assert "Traceback" not in refused.stderr
+        assert run("jobs", "list").returncode == 0
+    finally:
+        for path in [ws, *ws.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert hashlib.sha256((ws / "workbench.db").read_bytes()).hexdigest() == digest

@@ -55,3 +55,27 @@ class TestScreens:
 
         app = make_app(tui_ws, images="halfcell", reviewer="alice", start_runner=False)
         assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+    def test_image_captions_at_120x36(self, tui_ws: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
+        """The generated captions in full, with readable score names, visible without scrolling."""
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await _settle(pilot)
+            await pilot.press("down", "enter")
+            await _settle(pilot)
+
+        app = make_app(tui_ws, images="halfcell", reviewer="alice", start_runner=False)
+        assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+    def test_image_captions_at_80x24(self, tui_ws: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
+        """At 80x24 one key (g) scrolls the generated captions into view, whole."""
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await _settle(pilot)
+            await pilot.press("down", "enter")
+            await _settle(pilot)
+            await pilot.press("g")
+            await _settle(pilot)
+
+        app = make_app(tui_ws, images="halfcell", reviewer="alice", start_runner=False)
+        assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

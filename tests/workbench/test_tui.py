@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import json
+import pkgutil
 import re
 import subprocess
 import sys
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.widgets import Input, Select, Static
+from textual.screen import Screen
+from textual.widgets import Input, OptionList, Select, Static
 
 from engine.errors import WorkbenchError
 from engine.store.catalog import captions_for
@@ -159,13 +162,13 @@ async def test_review_rate_advance_undo_flags_note_blind(tui_ws: Workspace, sett
         assert (last["score"], last["note"]) == (2, "too vague") and screen.index == 2
 
         written = rating_rows(tui_ws)
-        await pilot.press("u")  # back to the second caption, its score gone, flags and note kept
+        await pilot.press("z")  # back to the second caption, its score gone, flags and note kept
         assert screen.index == 1 and screen.items[1].score is None and screen.items[1].note == "too vague"
         for _ in range(3):  # the note, then each flag
-            await pilot.press("u")
+            await pilot.press("z")
         item = screen.items[1]
         assert screen.index == 1 and (item.score, item.flags, item.note) == (None, [], "") and screen.items[0].score == 4
-        await pilot.press("u")
+        await pilot.press("z")
         assert screen.index == 0 and screen.items[0].score is None
         # Undo never deletes: each undo is a row that withdraws one and restores what came before.
         rows = rating_rows(tui_ws)
@@ -438,3 +441,99 @@ async def test_a_rating_on_a_busy_database_says_so_and_lands_once_it_is_free(tui
         holder.close()
         await pilot.pause(1.5)
         assert [r["score"] for r in rating_rows(tui_ws)] == [3]
+
+
+def test_no_screen_binds_a_global_key() -> None:
+    from textual.screen import ModalScreen
+
+    import workbench.screens as screens_pkg
+    from workbench.app import WorkbenchApp
+
+    global_keys = {k for b in WorkbenchApp.BINDINGS for k in b.key.split(",")}  # type: ignore[union-attr]
+    modules = [importlib.import_module(f"workbench.screens.{m.name}") for m in pkgutil.iter_modules(screens_pkg.__path__)]
+    screens = {obj for mod in modules for obj in vars(mod).values()
+               if isinstance(obj, type) and issubclass(obj, Screen) and not issubclass(obj, ModalScreen) and obj.__module__ == mod.__name__}
+    assert {s.__name__ for s in screens} >= {"BrowseScreen", "ImageScreen", "ReviewScreen", "JobsScreen", "RunsScreen"}
+    for screen in screens:
+        keys = {k for b in screen.BINDINGS for k in b.key.split(",")}  # type: ignore[union-attr]
+        assert not keys & global_keys, f"{screen.__name__} shadows {keys & global_keys}"
+
+
+async def test_every_global_key_works_on_every_screen(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    app = app_for(tui_ws)
+    targets = {"b": BrowseScreen, "r": ReviewScreen, "j": JobsScreen, "u": RunsScreen}
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for start in ("b", "image", "r", "j", "u"):
+            for key, screen in targets.items():
+                if start == "image":
+                    await pilot.press("b")
+                    await settle(pilot)
+                    await pilot.press("enter")
+                    await settle(pilot)
+                    assert isinstance(app.screen, ImageScreen)
+                else:
+                    await pilot.press(start)
+                    await settle(pilot)
+                await pilot.press(key)
+                await settle(pilot)
+                assert isinstance(app.screen, screen), f"{key!r} from {start}: {type(app.screen).__name__}"
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpModal)
+            await pilot.press("escape")
+            await pilot.press("e")
+            await settle(pilot)
+            assert isinstance(app.screen, ExportModal), f"e from {start}"
+            await pilot.press("escape")
+            await settle(pilot)
+
+
+async def test_review_opens_on_the_newest_model_generation_then_on_the_run_chosen_last(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    from engine.jobs.foreground import run_foreground
+    from workbench.screens.choose import ChooseModal
+
+    run_foreground(tui_ws, "baseline-scene", {"dataset": "syn"})  # a baseline newer than every generation
+    app = make_app(tui_ws, images="off", start="review", reviewer="bob", start_runner=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ReviewScreen) and screen.run_name == "constant"
+        await pilot.press("o")
+        await settle(pilot)
+        assert isinstance(app.screen, ChooseModal)
+        values = [v for v, _ in app.screen.options]
+        app.screen.query_one("#choices", OptionList).highlighted = values.index("first")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.run_name == "first"
+    again = make_app(tui_ws, images="off", start="review", reviewer="bob", start_runner=False)
+    async with again.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert again.screen.run_name == "first"  # type: ignore[attr-defined]
+    other = make_app(tui_ws, images="off", start="review", reviewer="carol", start_runner=False)
+    async with other.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert other.screen.run_name == "constant"  # type: ignore[attr-defined]
+
+
+async def test_the_image_screen_shows_every_generated_caption_whole(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    from engine.store.catalog import get_dataset, list_images
+    from engine.store.results import generations_of
+    from engine.store.runs import get_run
+
+    db = tui_ws.open_db()
+    first = {g.image_id: g.text for g in generations_of(db, get_run(db, "first").id)}  # type: ignore[union-attr]
+    image = sorted(list_images(db, get_dataset(db, "syn").id), key=lambda im: im.filename)[0]  # type: ignore[union-attr]
+    for size in ((120, 36), (80, 24)):
+        app = app_for(tui_ws)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await pilot.press("enter")
+            await settle(pilot)
+            screen = app.screen
+            assert isinstance(screen, ImageScreen)
+            shown = " ".join(text_of(screen, "#image-generations").split())
+            assert "Generated captions" in shown and " ".join(first[image.id].split()) in shown
+            assert "BLEU-4" in shown and "CIDEr" in shown and "…" not in shown
+            region = screen.query_one("#image-generations").region
+            assert region.y < size[1] - 1  # on screen without scrolling (at 80x24, its start is)

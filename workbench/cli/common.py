@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from engine.errors import WorkbenchError
+from engine.store.connection import is_read_only_error
 from engine.workspace import ENV_VAR, Workspace, default_workspace_dir
 
 app = typer.Typer(
@@ -51,12 +53,27 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except WorkbenchError as exc:
             raise fail(str(exc)) from None
+        except sqlite3.OperationalError as exc:
+            if not is_read_only_error(exc):
+                raise
+            raise fail(f"{State.workspace.db_path}: read-only for you, and this command writes to it; "
+                       "copy the workspace, or ask its owner") from None
+        except PermissionError as exc:
+            raise fail(f"{exc.filename or 'a file'}: permission denied ({'the workspace is read-only for you' if _in_workspace(exc.filename) else exc.strerror}); "
+                       "this command writes there") from None
         except Terminated:
             raise fail("terminated (SIGTERM); its runs are marked failed, nothing half-written was kept") from None
         except KeyboardInterrupt:
             raise fail("interrupted; nothing half-written was kept") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _in_workspace(filename: str | None) -> bool:
+    try:
+        return filename is not None and Path(filename).resolve().is_relative_to(State.workspace.root.resolve())
+    except (OSError, ValueError):
+        return False
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:

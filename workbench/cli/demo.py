@@ -31,10 +31,16 @@ def tui(
 
 
 def _open_tui(**options: Any) -> None:
-    """Run the TUI on an existing workspace (a mistyped --workspace is an error, not a new one)."""
+    """Run the TUI on an existing workspace (a mistyped --workspace is an error, not a new one),
+    in a terminal only: written to a pipe or a file it would be escape codes."""
+    from engine.errors import WorkbenchError
     from workbench.app import make_app
 
-    make_app(State.workspace, **{k: v for k, v in options.items() if v is not None}).run()
+    app = make_app(State.workspace, **{k: v for k, v in options.items() if v is not None})
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise WorkbenchError("the TUI needs a terminal (stdin and stdout are not one here); from scripts use the CLI: "
+                             "`workbench runs list`, `workbench export RUN`, `workbench jobs list`")
+    app.run()
 
 
 def demo_pipeline(fast: bool) -> list[tuple[str, dict[str, Any], str, list[str]]]:

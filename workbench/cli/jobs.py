@@ -81,9 +81,11 @@ def jobs_list(
     from engine.jobs.runner import STALE_AFTER, runner_alive
     from engine.store import jobs as q
 
+    from engine.store.connection import is_read_only
+
     ws = State.workspace
     db = ws.open_db()
-    if not runner_alive(ws):
+    if not runner_alive(ws) and not is_read_only(ws.db_path):  # a read-only workspace is only listed
         q.mark_stale(db, STALE_AFTER)
         if q.active_jobs(db, "slurm"):  # someone must follow Slurm's jobs
             from engine.jobs.runner import ensure_runner

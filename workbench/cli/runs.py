@@ -194,33 +194,54 @@ def export(
     format: Annotated[str, typer.Option("--format", "-f", help="csv, jsonl or coco (results file + metrics JSON).")] = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default WORKSPACE/exports/RUN.EXT).")] = None,
     split: Annotated[str, typer.Option(help="all, train, val or test.")] = "all",
+    id: Annotated[str, typer.Option("--id", help="What image_id holds: source (the annotation file's image id, its own type) or filename.")] = "source",
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Export a run's captions, one row per image, with references, per-image scores and ratings."""
-    result = progress_runner("export", {"run": run, "format": format, "output": str(output) if output else "", "split": split, "force": force})
+    result = progress_runner("export", {"run": run, "format": format, "output": str(output) if output else "", "split": split,
+                                        "id": id, "force": force})
     typer.echo(result.message)
 
 
 @app.command()
 @user_errors
 def rate(
-    generation_id: Annotated[int, typer.Argument(help="Id of a generated caption (see `workbench export`).")],
-    score: Annotated[int, typer.Argument(help="1 (bad) to 5 (good).")],
+    caption: Annotated[list[str], typer.Argument(
+        help="The caption and the score: RUN IMAGE SCORE (IMAGE a filename or the source's image id) or GENERATION_ID SCORE "
+             "(the generation_id column of `workbench export`); SCORE is 1 (bad) to 5 (good).", show_default=False)],
     flag: Annotated[list[str] | None, typer.Option("--flag", help="hallucinated object, wrong count, wrong position, wrong scene, grammar (repeatable).")] = None,
     note: Annotated[str, typer.Option(help="A free-text note.")] = "",
     reviewer: Annotated[str | None, typer.Option(help="Reviewer name (default: your OS user).")] = None,
 ) -> None:
-    """Rate one generated caption (the newest rating per reviewer counts; history is kept)."""
+    """Rate one generated caption, named RUN IMAGE or by its generation id (the newest rating per reviewer counts; history is kept)."""
     import getpass
 
-    from engine.store.results import add_rating
+    from engine.store.results import add_rating, find_caption
+    from engine.store.runs import get_run
 
+    if len(caption) not in (2, 3) or not caption[-1].lstrip("-").isdigit():
+        raise WorkbenchError("rate: give RUN IMAGE SCORE or GENERATION_ID SCORE (e.g. `workbench rate gen.cap.test bareland_2.jpg 4`)")
+    score = int(caption[-1])
     db = State.workspace.open_db()
+    if len(caption) == 3:
+        run = get_run(db, caption[0])
+        if run is None or run.kind not in ("generation", "baseline"):
+            raise WorkbenchError(f"rate: {caption[0]!r} is not a generation or baseline run (`workbench runs list`)")
+        found = find_caption(db, run_id=run.id, image=caption[1])
+        if found is None:
+            raise WorkbenchError(f"rate: run {run.name!r} has no caption of an image {caption[1]!r} (a filename or the source's image id)")
+    else:
+        if not caption[0].isdigit():
+            raise WorkbenchError(f"rate: {caption[0]!r} is not a generation id; name the caption as RUN IMAGE SCORE")
+        found = find_caption(db, int(caption[0]))
+        if found is None:
+            raise WorkbenchError(f"rate: no generated caption with id {caption[0]} (the generation_id column of `workbench export`)")
     try:
-        rating = add_rating(db, generation_id, reviewer or getpass.getuser(), score, flag or (), note)
+        rating = add_rating(db, found.generation_id, reviewer or getpass.getuser(), score, flag or (), note)
     except ValueError as exc:
-        raise WorkbenchError(str(exc)) from None
-    typer.echo(f"rated caption {generation_id}: {rating.score} by {rating.reviewer}" + (f", flags: {', '.join(rating.flags)}" if rating.flags else ""))
+        raise WorkbenchError(f"rate: {exc}") from None
+    typer.echo(f"rated caption {found.generation_id} of run {found.run} on {found.filename} ({found.text!r}): {rating.score} by {rating.reviewer}"
+               + (f", flags: {', '.join(rating.flags)}" if rating.flags else ""))
 
 
 @app.command()
@@ -231,7 +252,7 @@ def ratings(run: Annotated[str, typer.Argument(help="Generation or baseline run.
 
     s = review_summary(State.workspace.open_db(), run)
     if not s.reviewers:
-        typer.echo(f"{s.run}: no ratings yet; rate captions with `workbench rate ID SCORE` (or the TUI's Review screen)")
+        typer.echo(f"{s.run}: no ratings yet; rate captions with `workbench rate RUN IMAGE SCORE` (or the TUI's Review screen)")
         return
     typer.echo(f"{s.run}: {s.rated_images} images rated by {len(s.reviewers)} reviewers ({', '.join(f'{k} {v}' for k, v in s.reviewers.items())}), mean {s.mean_rating:.2f}")
     typer.echo(f"  Krippendorff's alpha (ordinal) {s.alpha_ordinal:.3f} over {s.pairable_images} images rated by two or more")

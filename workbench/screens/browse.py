@@ -15,6 +15,7 @@ from textual.widgets import Footer, Header, Input, Static
 from engine.store.views import SORT_COLUMNS, BrowseQuery, BrowseRow, browse_rows, newest_classification, scenes_of
 from workbench.screens.filters import Choices, FiltersModal, default_run
 from workbench.session import Session
+from workbench.widgets import shorten
 from workbench.widgets.image_list import ImageList, header_text
 
 
@@ -116,16 +117,25 @@ class BrowseScreen(Screen[None]):
         self.refresh_bar()
 
     def refresh_bar(self) -> None:
+        """Count, dataset, the filters that are set, the run; fitted to the width by shortening
+        the run's name in its middle, so no field falls off a narrow terminal."""
         q, c = self.query_state, self.choices
         if q is None or c is None or c.dataset is None:
             return
         run = c.run_name(q.generation_run_id)
-        parts = [c.dataset.name, f"split {q.split or 'all'}", f"scene {q.scene or 'all'}", f"status {q.status or 'all'}",
-                 "rated " + {None: "all", True: "yes", False: "no"}[q.rated],
-                 f"run {run}" + ("" if q.evaluation_run_id else " (not scored)") if run else "no generated captions yet"]
+        n = len(self.image_list.rows)
+        filters = [f"{label} {value}" for label, value in (("split", q.split), ("scene", q.scene), ("status", q.status),
+                                                            ("rated", {None: None, True: "yes", False: "no"}[q.rated])) if value]
         if q.search:
-            parts.append(f"search “{q.search}”")
-        self.query_one("#browse-bar", Static).update(f"{len(self.image_list.rows):,} image{'' if len(self.image_list.rows) == 1 else 's'} · " + " · ".join(parts))
+            filters.append(f"search “{q.search}”")
+        head = " · ".join([f"{n:,} image{'' if n == 1 else 's'}", c.dataset.name, *(filters or ["no filter (f)"])])
+        if run:
+            tail = "" if q.evaluation_run_id else " (not scored)"
+            room = (self.size.width or 120) - 2 - len(head) - len(" · run ") - len(tail)
+            text = f"{head} · run {shorten(run, max(room, 12))}{tail}"
+        else:
+            text = f"{head} · no generated captions yet"
+        self.query_one("#browse-bar", Static).update(text)
         width = self.image_list.scrollable_content_region.width or self.size.width - 2
         self.query_one("#browse-header", Static).update(header_text(width, q.sort, q.descending, q.metric))
 

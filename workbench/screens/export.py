@@ -59,6 +59,10 @@ class ExportModal(ModalScreen[str | None]):
                 yield Label("split", classes="form-label")
                 yield Select([(s, s) for s in ("all", "train", "val", "test")], value=self.split, allow_blank=False, compact=True, id="export-split")
             with Horizontal(classes="form-row"):
+                yield Label("image_id", classes="form-label")
+                yield Select([("the source file's image id", "source"), ("the filename", "filename")], value="source",
+                             allow_blank=False, compact=True, id="export-id")
+            with Horizontal(classes="form-row"):
                 yield Label("file", classes="form-label")
                 yield Input(self.default_path(run, "jsonl"), compact=True, id="export-path")
             yield Static("", id="export-error", classes="error")
@@ -99,16 +103,17 @@ class ExportModal(ModalScreen[str | None]):
         if path.parent == exports:
             exports.mkdir(parents=True, exist_ok=True)
         self.query_one("#export-error", Static).update("writing …")
-        self.write(str(self.query_one("#export-run", Select).value), fmt, str(self.query_one("#export-split", Select).value), str(path), force)
+        self.write(str(self.query_one("#export-run", Select).value), fmt, str(self.query_one("#export-split", Select).value),
+                   str(self.query_one("#export-id", Select).value), str(path), force)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="export")
-    def write(self, run: str, fmt: str, split: str, path: str, force: bool) -> None:
+    def write(self, run: str, fmt: str, split: str, id_: str, path: str, force: bool) -> None:
         from engine.errors import WorkbenchError
         from engine.jobs.foreground import run_foreground
 
         try:
             result = run_foreground(self.app.session.workspace, "export",  # type: ignore[attr-defined]
-                                    {"run": run, "format": fmt, "split": split, "output": path, "force": str(force)})
+                                    {"run": run, "format": fmt, "split": split, "id": id_, "output": path, "force": str(force)})
         except WorkbenchError as exc:
             self.post_message(Exported(str(exc), False))
             return

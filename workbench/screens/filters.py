@@ -53,8 +53,8 @@ class Choices:
 
 
 def default_run(runs: list[Run]) -> Run | None:
-    """The newest run, which is usually the one a user is looking at."""
-    return runs[-1] if runs else None
+    """The newest model generation (what a reviewer came for), else the newest baseline."""
+    return next((r for r in reversed(runs) if r.kind == "generation"), None) or (runs[-1] if runs else None)
 
 
 class FiltersModal(ModalScreen[BrowseQuery | None]):

@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from engine.store.connection import is_locked
+from engine.store.connection import is_locked, is_read_only_error
 from engine.store.results import add_rating, latest_evaluation, scores_of, withdraw_rating
 from engine.store.runs import list_runs
 from engine.store.views import ImageDetail, ReviewItem, image_detail, review_queue
@@ -51,7 +51,7 @@ class ItemLoaded(Message):
 
 class ReviewScreen(Screen[None]):
     """Rate generated captions: 1-5 rates and moves on; h c w s g toggle the flags hallucinated
-    object, wrong count, wrong position, wrong scene, grammar; n writes a note; u undoes; B hides
+    object, wrong count, wrong position, wrong scene, grammar; n writes a note; z undoes; B hides
     run names and scores (blind review); ← → move without rating; o picks the run. Captions I
     have not rated come first. Each change is saved at once."""
 
@@ -61,7 +61,7 @@ class ReviewScreen(Screen[None]):
         *[Binding(key, f"flag('{key}')", flag.split()[-1], show=False, id=f"review.flag.{flag.split()[-1]}")
           for key, flag in FLAG_KEYS.items()],
         Binding("n", "note", "Note", id="review.note"),
-        Binding("u", "undo", "Undo", id="review.undo"),
+        Binding("z", "undo", "Undo", id="review.undo"),
         Binding("B", "blind", "Blind", id="review.blind"),
         Binding("right", "step(1)", "Next", show=False, id="review.next"),
         Binding("left", "step(-1)", "Previous", show=False, id="review.previous"),
@@ -80,6 +80,8 @@ class ReviewScreen(Screen[None]):
         self.undo_stack: list[tuple[int, int]] = []
         """(queue index, rating id) of each rating row this screen wrote."""
         self.detail: ImageDetail | None = None
+        self._details: dict[int, ImageDetail] = {}
+        """image id -> detail, read ahead for the neighbours of the item shown."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,12 +105,16 @@ class ReviewScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="review-queue")
     def load_queue(self, run_name: str | None) -> None:
-        """The queue of ``run_name``; by default the newest run of the dataset Browse opens on
-        (or of any dataset)."""
+        """The queue of ``run_name``; by default the run this reviewer chose last (remembered in
+        the workspace), else the newest model generation of the dataset Browse opens on (a
+        baseline only when there is none), else of any dataset."""
         db = self.session.db
         runs = [r for r in list_runs(db) if r.kind in ("generation", "baseline") and r.status == "complete"]
-        run = next((r for r in runs if r.name == run_name), None) or (
-            default_run(Choices.read(db, None, self.session.dataset).runs) if run_name is None else None) or default_run(runs)
+        if run_name is None:  # the run this reviewer had open last time, if it still exists
+            remembered = self.session.recall("review_run")
+            run_name = remembered if any(r.name == remembered for r in runs) else None
+        run = next((r for r in runs if r.name == run_name), None) or default_run(
+            Choices.read(db, None, self.session.dataset).runs) or default_run(runs)
         if run is None:
             self.post_message(QueueLoaded("", None, [], {}, []))
             return
@@ -135,18 +141,38 @@ class ReviewScreen(Screen[None]):
         return self.items[self.index] if 0 <= self.index < len(self.items) else None
 
     def show_item(self) -> None:
+        """The current item; its image and references at once when they were preloaded (the
+        neighbours of the item shown are), else from a worker."""
+        ready = self._details.get(self.item.image_id) if self.item is not None else None
+        if ready is not None:
+            self.on_item_loaded(ItemLoaded(self.index, ready))
         self.refresh_text()
-        if self.item is not None:
+        if self.item is not None and ready is None:
             self.load_item(self.index, self.item.image_id)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="review-item")
     def load_item(self, index: int, image_id: int) -> None:
         self.post_message(ItemLoaded(index, image_detail(self.session.db, image_id)))
 
+    @work(thread=True, exit_on_error=False, exclusive=True, group="review-preload")
+    def preload(self, image_ids: list[int]) -> None:
+        """Read the next (and previous) items' details and pictures ahead of the keys."""
+        picture = self.query_one(Picture)
+        for image_id in image_ids:
+            detail = self._details.get(image_id) or image_detail(self.session.db, image_id)
+            if detail is None:
+                continue
+            if len(self._details) > 64:
+                self._details.clear()
+            self._details[image_id] = detail
+            if detail.image.status == "ok":
+                picture.preload(self.session.resolve(detail.root, detail.image.path))
+
     def on_item_loaded(self, message: ItemLoaded) -> None:
         if message.index != self.index or message.detail is None:
             return
         self.detail = d = message.detail
+        self.preload([self.items[i].image_id for i in (self.index + 1, self.index - 1) if 0 <= i < len(self.items)])
         refs = Text("References\n", style="bold")
         for c in d.references:
             refs.append(f"{c.idx + 1}. {c.text}\n", style="")
@@ -194,6 +220,10 @@ class ReviewScreen(Screen[None]):
         try:
             rating = add_rating(self.session.db, item.generation_id, self.session.reviewer, score, flags, note)
         except sqlite3.OperationalError as exc:
+            if is_read_only_error(exc):
+                self.app.show_error(f"rating not saved: {self.session.workspace.db_path} is read-only for you "  # type: ignore[attr-defined]
+                                    "(Browse and Export work; ratings need a workspace you can write)")
+                return False
             if not is_locked(exc):
                 raise
             if attempt >= BUSY_RETRIES:
@@ -272,6 +302,7 @@ class ReviewScreen(Screen[None]):
 
         def chosen(name: str | None) -> None:
             if name:
+                self.session.remember("review_run", name)
                 self.load_queue(name)
 
         self.app.push_screen(ChooseModal("Review which run?", self.runs, self.run_name), chosen)

@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 
 from engine.store.runs import Run, list_runs
 from engine.store.views import run_curve
+from workbench.widgets import shorten
 
 METRIC_ORDER = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 HEADLINE = ("miou", "pixel_accuracy", "accuracy", "Bleu_4", "CIDEr", "val_loss", "images")
@@ -32,16 +33,6 @@ def headline(metrics: dict[str, Any]) -> str:
     text = "  ".join(f"{k} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
                      for k in HEADLINE if k in metrics)
     return text + ("  ORACLE scenes" if metrics.get("scenes") == "oracle" else "")
-
-
-def shorten(name: str, room: int) -> str:
-    """A name cut to ``room`` characters in its middle, so both ends stay visible: the family's
-    start and the split, version or dataset at the end, where runs differ most
-    (``knn.compose.seg.synthetic.test`` -> ``knn.compose…synthetic.test``)."""
-    if len(name) <= room:
-        return name
-    tail = (room - 1) // 2
-    return name[: room - 1 - tail] + "…" + name[len(name) - tail :]
 
 
 def evaluation_view(m: dict[str, Any]) -> RenderableType:
@@ -209,14 +200,21 @@ class RunsScreen(Screen[None]):
         self.show_run()
 
     def fill_table(self) -> None:
-        """One row per run; names are shortened to what the table's width leaves (the detail pane
-        shows them whole), so the table never scrolls sideways."""
+        """One row per run; names are shortened in their middle to what the table's width leaves
+        (the detail pane shows them whole), so the table never scrolls sideways. A narrow table
+        drops the kind column (the detail pane names the kind) to keep the names readable."""
         table = self.table
         row = table.cursor_row
-        room = max(12, (table.size.width or 40) - 14 - 1 - 7)
+        width = table.size.width or 40
+        with_kind = width >= 48
+        if with_kind != (len(table.columns) == 3):
+            table.clear(columns=True)
+            table.add_columns(" ", "run", *(["kind"] if with_kind else []))
+        room = max(12, width - (15 if with_kind else 0) - 1 - 7)
         table.clear()
         for r in self.runs:
-            table.add_row(STATUS_MARK.get(r.status, "?"), shorten(r.name, room), r.kind, key=str(r.id))
+            cells = (STATUS_MARK.get(r.status, "?"), shorten(r.name, room)) + ((r.kind,) if with_kind else ())
+            table.add_row(*cells, key=str(r.id))
         if 0 <= row < len(self.runs):
             table.move_cursor(row=row)
 

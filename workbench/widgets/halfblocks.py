@@ -10,7 +10,7 @@ with numpy, and kept as strips with one shared style per colour pair, so a repai
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.color import Color
 from rich.segment import Segment
@@ -60,9 +60,10 @@ class HalfBlocks(Widget):
 
     @image.setter
     def image(self, value: PILImage | None) -> None:
+        same_shape = value is not None and self._image is not None and value.size == self._image.size
         self._image = value
         self._for_width = -1
-        self.refresh(layout=True)
+        self.refresh(layout=not same_shape)  # the same aspect keeps the height: no new layout
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if self._image is None or not width:
@@ -78,23 +79,32 @@ class HalfBlocks(Widget):
         height = self.get_content_height(Size(width, 0), Size(width, 0), width)
         pixels = np.asarray(self._image.convert("RGB").resize((width, height * 2), Image.Resampling.BILINEAR))
         palette = self.app.console.color_system in ("256", "standard", "windows")
-        colours: Any = xterm256(pixels) if palette else pixels
-        styles: dict[tuple[Any, Any], Style] = {}
+        if palette:
+            colours = xterm256(pixels)
+            keys = colours[0::2] * 256 + colours[1::2]  # (height, width): one int per cell
+        else:
+            packed = (pixels[..., 0].astype(np.int64) << 16) | (pixels[..., 1].astype(np.int64) << 8) | pixels[..., 2]
+            keys = packed[0::2] << 24 | packed[1::2]
+        styles: dict[int, Style] = {}
 
-        def colour(value: Any) -> Color:
-            return Color.from_ansi(int(value)) if palette else Color.from_rgb(*map(int, value))
+        def style_of(key: int) -> Style:
+            style = styles.get(key)
+            if style is None:
+                if palette:
+                    top, bottom = Color.from_ansi(key >> 8), Color.from_ansi(key & 255)
+                else:
+                    a, b = key >> 24, key & 0xFFFFFF
+                    top, bottom = Color.from_rgb(a >> 16, (a >> 8) & 255, a & 255), Color.from_rgb(b >> 16, (b >> 8) & 255, b & 255)
+                style = styles[key] = Style(color=top, bgcolor=bottom)
+            return style
 
         strips = []
-        for y in range(height):
-            top, bottom = colours[2 * y], colours[2 * y + 1]
-            segments = []
-            for x in range(width):
-                key = (top[x].item(), bottom[x].item()) if palette else (tuple(top[x]), tuple(bottom[x]))
-                style = styles.get(key)
-                if style is None:
-                    style = styles[key] = Style(color=colour(top[x]), bgcolor=colour(bottom[x]))
-                segments.append(Segment("▀", style))
-            strips.append(Strip(Segment.simplify(segments), width))
+        for row in keys[:height]:
+            # One segment per run of equal cells (found with numpy), not one per cell.
+            starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+            lengths = np.diff(np.r_[starts, width])
+            segments = [Segment("▀" * int(n), style_of(int(row[i]))) for i, n in zip(starts, lengths, strict=True)]
+            strips.append(Strip(segments, width))
         self._strips, self._for_width = strips, width
 
     def render_line(self, y: int) -> Strip:

@@ -1,11 +1,15 @@
 """An image drawn in the terminal (textual-image), optionally with a class mask blended over it.
 
 Files are read and blended in a thread worker; the widget only swaps in the finished picture, so
-moving through images never waits on the disk. ``--images off`` shows a one-line description.
+moving through images never waits on the disk. A screen that knows what comes next (Review)
+preloads it, and a preloaded picture is drawn at once. ``--images off`` shows a one-line
+description.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +101,33 @@ class Picture(Container):
         self.drawn = -1
         """Token of the picture on screen: equal to ``_token`` once the newest request is drawn."""
         self._widget_class = widget_class(mode)
+        self._cache: OrderedDict[tuple[str, str | None], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    CACHE = 12
+    """Pictures kept ready (the current ones and what was preloaded)."""
+
+    def _cached(self, key: tuple[str, str | None]) -> Any:
+        with self._lock:
+            image = self._cache.get(key)
+            if image is not None:
+                self._cache.move_to_end(key)
+            return image
+
+    def _keep(self, key: tuple[str, str | None], image: Any) -> None:
+        with self._lock:
+            self._cache[key] = image
+            while len(self._cache) > self.CACHE:
+                self._cache.popitem(last=False)
+
+    def preload(self, path: Path, mask: Path | None = None) -> None:
+        """Read ``path`` now (call it from a worker thread), so showing it later draws at once."""
+        if self._widget_class is None or self._cached((str(path), str(mask) if mask else None)) is not None:
+            return
+        try:
+            self._keep((str(path), str(mask) if mask else None), load_picture(path, mask))
+        except OSError:
+            pass  # show() reports it when the picture is asked for
 
     def compose(self) -> ComposeResult:
         yield Static("", id="picture-text", classes="picture-text")
@@ -112,12 +143,18 @@ class Picture(Container):
             self.set_class(True, "-text-only")
             self.drawn = self._token
             return
+        ready = self._cached((str(path), str(mask) if mask else None))
+        if ready is not None:
+            self.on_picture_loaded(self.Loaded(self._token, ready))
+            return
         self._load(self._token, path, mask)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="picture")
     def _load(self, token: int, path: Path, mask: Path | None) -> None:
         try:
-            self.post_message(self.Loaded(token, load_picture(path, mask)))
+            image = load_picture(path, mask)
+            self._keep((str(path), str(mask) if mask else None), image)
+            self.post_message(self.Loaded(token, image))
         except OSError as exc:
             self.post_message(self.Loaded(token, None, f"{path}: cannot be drawn ({exc})"))
 

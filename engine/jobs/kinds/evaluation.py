@@ -1,4 +1,4 @@
-"""Job kinds ``evaluate``, ``import-generations`` and ``export``.
+"""Job kind ``evaluate``.
 
 ``evaluate`` scores a generation (or baseline) run against the references with the COCO caption
 toolkit, or the references themselves leave-one-out (the human level); it stores corpus scores
@@ -8,11 +8,8 @@ the per-image statistics (``models/<run>/stats.npz``) that later comparisons res
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-import tempfile
 from collections.abc import Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engine.datasets.errors import DatasetError
 from engine.evaluation.metrics import (
     ALL_METRICS, METRICS, EvaluationError, MeteorSession, Scores, bootstrap, check_metrics, group_scores, leave_one_out,
     score_captions,
@@ -29,8 +25,7 @@ from engine.evaluation.tokenize import java_available
 from engine.jobs.base import JobContext, JobKind, JobResult
 from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, staged_run
 from engine.store.catalog import captions_for, get_dataset_by_id, list_images
-from engine.store.results import add_generations, add_scores, export_rows, generations_of, latest_evaluation, scores_of
-from engine.store.runs import get_run, get_run_by_id
+from engine.store.results import add_scores, generations_of, scores_of
 
 GENERATION_KINDS = ("generation", "baseline")
 
@@ -175,7 +170,6 @@ def _other_references(ctx: JobContext, params: EvaluateParams, images: dict[int,
 
     :raises EvaluationError: if the match is ambiguous by construction or images are missing
     """
-    from engine.store.catalog import get_dataset_by_id
 
     other = dataset_of_kind(ctx, params.refs, "captioning", "ingest the references with `workbench ingest captions PATH`")  # type: ignore[arg-type]
     mine = get_dataset_by_id(ctx.db, next(iter(images.values())).dataset_id)
@@ -241,147 +235,3 @@ def load_stats(folder: Path) -> Scores:
 
 
 EVALUATE = JobKind("evaluate", EvaluateParams, evaluate, "Score generated captions (or the references leave-one-out) with BLEU, METEOR, ROUGE-L, CIDEr")
-
-
-# ------------------------------------------------------------------------------------------------
-# import-generations: captions made elsewhere, as a generation run
-# ------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ImportGenerationsParams:
-    results: str
-    """COCO results file: [{"image_id": ..., "caption": ...}]; image_id is the source's id or the filename."""
-    dataset: str
-    """Captioning dataset the captions describe."""
-    name: str | None = None
-    """Run name (default: the file's stem); an existing name gets a new version."""
-    replace: bool = False
-    """Replace the newest run of that name once the import has succeeded (a run holding ratings is kept, superseded)."""
-
-    def __post_init__(self) -> None:
-        check_run_name(self.name)
-
-
-def import_generations(params: ImportGenerationsParams, ctx: JobContext) -> JobResult:
-    from engine.datasets.captions import load_json
-
-    ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
-    path = Path(params.results).expanduser()
-    data = load_json(path)
-    if not isinstance(data, list) or not all(isinstance(r, dict) and "image_id" in r and isinstance(r.get("caption"), str) for r in data):
-        raise DatasetError(f"{path}: not a COCO results file; expected [{{\"image_id\": ..., \"caption\": \"...\"}}, ...]")
-    images = list_images(ctx.db, ds.id)
-    by_key = {str(im.source_id): im.id for im in images if im.source_id is not None} | {im.filename: im.id for im in images}
-    rows, unknown = [], []
-    for r in data:
-        image_id = by_key.get(str(r["image_id"]))
-        if image_id is None:
-            unknown.append(str(r["image_id"]))
-        else:
-            rows.append((image_id, r["caption"].strip()))
-    if unknown:
-        raise DatasetError(f"{path}: {len(unknown)} image ids are not in dataset {ds.name!r} (first: {', '.join(unknown[:3])})")
-    if len({i for i, _ in rows}) != len(rows):
-        raise DatasetError(f"{path}: some images have more than one caption; give one per image")
-    family = params.name or path.stem
-    try:
-        check_run_name(family)
-    except ValueError:
-        raise DatasetError(f"{path}: {family!r} (the file's name) cannot name a run; give name=NAME") from None
-    with staged_run(ctx, kind="generation", family=family, replace=params.replace,
-                    params={**asdict(params), "name": family, "imported": True}, dataset_id=ds.id) as stage:
-        add_generations(ctx.db, stage.run.id, rows)
-        stage.publish({"images": len(rows)})
-    return JobResult(f"{stage.message()}: imported {len(rows)} captions for {ds.name}", run_id=stage.run.id,
-                     data={"images": len(rows), "name": stage.published.run.name})  # type: ignore[union-attr]
-
-
-IMPORT_GENERATIONS = JobKind("import-generations", ImportGenerationsParams, import_generations, "Import captions made elsewhere (COCO results JSON) as a generation run")
-
-
-# ------------------------------------------------------------------------------------------------
-# export
-# ------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ExportParams:
-    run: str
-    """Generation or baseline run (or an evaluation run: its generation run is exported)."""
-    format: Literal["csv", "jsonl", "coco"] = "jsonl"
-    """csv / jsonl: a row per image; coco: the results file plus <name>.metrics.json."""
-    output: str = ""
-    """File to write (default: WORKSPACE/exports/<run>.<format>)."""
-    split: Literal["all", "train", "val", "test"] = "all"
-    """Images to export."""
-    force: bool = False
-    """Overwrite an existing file."""
-
-
-def _write_atomic(path: Path, text: str, force: bool) -> None:
-    if path.exists() and not force:
-        raise DatasetError(f"{path}: exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise DatasetError(f"{path.parent}: folder not found; create it or choose another output")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def export(params: ExportParams, ctx: JobContext) -> JobResult:
-    run = get_run(ctx.db, params.run)
-    if run is not None and run.kind == "evaluation" and run.parent_run_id is not None:
-        run = get_run_by_id(ctx.db, run.parent_run_id)
-    if run is None or run.kind not in GENERATION_KINDS:
-        raise EvaluationError(f"run={params.run!r}: no generation, baseline or evaluation-of-generation run of that name")
-    rows = export_rows(ctx.db, run.id, None if params.split == "all" else params.split)
-    if not rows:
-        raise EvaluationError(f"run {run.name!r} has no generated captions{'' if params.split == 'all' else f' in split {params.split}'} to export")
-    suffix = {"csv": "csv", "jsonl": "jsonl", "coco": "json"}[params.format]
-    path = Path(params.output).expanduser() if params.output else ctx.workspace.exports_dir / f"{run.name}.{suffix}"
-    evaluation = latest_evaluation(ctx.db, run.id)
-    metrics = get_run_by_id(ctx.db, evaluation).metrics if evaluation is not None else {}  # type: ignore[union-attr]
-    written = [path]
-    if params.format == "jsonl":
-        _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), params.force)
-    elif params.format == "csv":
-        _write_atomic(path, _csv(rows), params.force)
-    else:
-        results = [{"image_id": r["source_id"] if r["source_id"] is not None else r["filename"], "caption": r["caption"]} for r in rows]
-        metrics_path = path.with_name(path.stem + ".metrics.json")
-        if metrics_path.exists() and not params.force:
-            raise DatasetError(f"{metrics_path}: exists; pass --force to overwrite it")
-        _write_atomic(path, json.dumps(results, ensure_ascii=False), params.force)
-        corpus = {m: metrics[m] for m in ALL_METRICS if m in metrics}
-        _write_atomic(metrics_path, json.dumps({"run": run.name, "corpus": corpus, "ci95": metrics.get("ci95", {}),
-                                                "unavailable": metrics.get("unavailable", {}), "tokenizer": metrics.get("tokenizer"),
-                                                "scenes": run.metrics.get("scenes")}, indent=2), True)
-        written.append(metrics_path)
-    dataset = get_dataset_by_id(ctx.db, run.dataset_id) if run.dataset_id else None
-    return JobResult(f"wrote {len(rows)} rows of {run.name}{f' ({dataset.name})' if dataset else ''} to {', '.join(map(str, written))}",
-                     run_id=run.id, data={"rows": len(rows), "paths": [str(p) for p in written]})
-
-
-CSV_COLUMNS = ("image_id", "source_id", "filename", "split", "scene", "caption", "references", "scores", "ratings")
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    """One row per image; list and dict fields are JSON in their cell, so nothing is lost."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    metric_names = [m for m in ALL_METRICS if any(m in r["scores"] for r in rows)]
-    writer.writerow([*CSV_COLUMNS[:6], *metric_names, "references", "ratings"])
-    for r in rows:
-        writer.writerow([
-            r["image_id"], r["source_id"] or "", r["filename"], r["split"] or "", r["scene"] or "", r["caption"],
-            *[repr(r["scores"][m]) if m in r["scores"] else "" for m in metric_names],
-            json.dumps(r["references"], ensure_ascii=False), json.dumps(r["ratings"], ensure_ascii=False),
-        ])
-    return buf.getvalue()
-
-
-EXPORT = JobKind("export", ExportParams, export, "Export a run's captions with references, scores and ratings (csv, jsonl, coco)")

@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.datasets import drone
 from engine.datasets.captions import read_caption_file
 from engine.datasets.errors import DatasetError
-from engine.datasets.images import FolderProbe, ProbeBatch, probe_images, relative_inside, summarize_problems
+from engine.datasets.images import FolderProbe, ProbeBatch, outside_links, probe_images, relative_inside, summarize_problems
 from engine.datasets.scenes import read_scene_lists, scene_from_filename
 from engine.jobs.base import JobContext, JobKind, JobResult
 from engine.store.catalog import DatasetWriter, dataset_stats, get_dataset, insert_dataset
@@ -149,6 +149,10 @@ def ingest_captions(params: IngestCaptionsParams, ctx: JobContext) -> JobResult:
             raise DatasetError(_dataset_exists_message(existing))
         images_dir = explicit or find_images_dir(annotation, filenames).resolve()
         relative = [relative_inside(images_dir, n) for n in filenames]
+        outside = outside_links(images_dir, relative)
+        if outside:
+            raise DatasetError(f"{len(outside)} images in {images_dir} are symlinks to files outside it (first: {outside[0][0]} -> "
+                               f"{outside[0][1]}); refusing to read them: point --images at the folder that holds the files")
         scene_lists = read_scene_lists(Path(params.scenes).expanduser()) if params.scenes else {}
         ctx.log.info("ingest %s: %d images listed in %s, images in %s", name, len(relative), annotation, images_dir)
 
@@ -174,6 +178,11 @@ def ingest_captions(params: IngestCaptionsParams, ctx: JobContext) -> JobResult:
                 f"{summarize_problems(names, bad_probes)}. Point --images at the folder that holds them, "
                 "or pass --allow-missing to store the captions with those images marked"
             )
+        by_base = {os.path.basename(k): v for k, v in scene_lists.items()}
+
+        def scene_of(filename: str) -> str | None:  # a list may name files with or without their folder
+            return scene_lists.get(filename) or by_base.get(os.path.basename(filename)) or scene_from_filename(filename)
+
         ctx.progress(len(relative), len(relative), "writing to the database")
         with DatasetWriter(
             ctx.db, name=name, kind="captioning", source_format=parsed.format, root=str(images_dir),
@@ -187,7 +196,7 @@ def ingest_captions(params: IngestCaptionsParams, ctx: JobContext) -> JobResult:
                     path=rel,
                     status=probe.status,
                     split=entry.split,
-                    scene=scene_lists.get(entry.filename) or scene_from_filename(entry.filename),
+                    scene=scene_of(entry.filename),
                     width=probe.width,
                     height=probe.height,
                     file_size=probe.file_size,
@@ -212,6 +221,16 @@ def ingest_captions(params: IngestCaptionsParams, ctx: JobContext) -> JobResult:
         f"{sum(duplicates)} repeated references in {sum(1 for d in duplicates if d)} images, "
         f"{status['missing']} missing, {status['corrupt']} corrupt"
     )
+    empty = sum(e.empty for e in parsed.entries)
+    if empty:
+        message += f"; {empty} empty references left out"
+    unreferenced = [e.filename for e in parsed.entries if not e.captions]
+    if unreferenced:
+        message += f"; {len(unreferenced)} images have no references (first: {', '.join(unreferenced[:3])})"
+    no_scene = [e.filename for e in parsed.entries if scene_of(e.filename) is None]
+    if no_scene:
+        message += (f"; {len(no_scene)} images got no scene (first: {', '.join(no_scene[:3])}"
+                    + (f"; not in the lists of {params.scenes})" if params.scenes else "; give --scenes DIR)"))
     if writer.superseded is not None:
         kept, rated = writer.superseded
         message += f"; the dataset it replaced holds {rated} rating{'s' if rated != 1 else ''} and is kept as {kept}, with its runs"

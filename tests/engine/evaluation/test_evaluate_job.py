@@ -113,7 +113,8 @@ def test_export_round_trip_in_three_formats(ws: Workspace, tmp_path: Path) -> No
     rows = [json.loads(line) for line in (out / "x.jsonl").read_text().splitlines()]
     assert result.data["rows"] == len(rows) == 30
     stored = scores_of(db, get_run(db, "eval.first").id)  # type: ignore[union-attr]
-    first = next(r for r in rows if r["image_id"] == gens[0].image_id)
+    first = next(r for r in rows if r["store_image_id"] == gens[0].image_id)
+    assert first["generation_id"] == gens[0].id and first["run"] == "first" and isinstance(first["image_id"], int)  # a Karpathy imgid
     assert first["caption"] == gens[0].text and len(first["references"]) == 5
     assert first["scores"] == stored[gens[0].image_id]
     assert sorted((r["reviewer"], r["score"], r["note"]) for r in first["ratings"]) == [("ann", 4, "fine, one typo"), ("bob", 3, "second look")]
@@ -121,7 +122,7 @@ def test_export_round_trip_in_three_formats(ws: Workspace, tmp_path: Path) -> No
     run_foreground(ws, "export", {"run": "first", "format": "csv", "output": str(out / "x.csv")})
     with (out / "x.csv").open(newline="") as fh:
         table = list(csv.DictReader(fh))
-    row = next(r for r in table if int(r["image_id"]) == gens[0].image_id)
+    row = next(r for r in table if int(r["store_image_id"]) == gens[0].image_id)
     assert float(row["CIDEr"]) == stored[gens[0].image_id]["CIDEr"]
     assert json.loads(row["references"]) == first["references"] and json.loads(row["ratings"]) == first["ratings"]
 
@@ -165,10 +166,9 @@ def test_bad_inputs(ws: Workspace, tmp_path: Path) -> None:
     _fails(ws, "export", {"run": "first", "output": str(tmp_path / "missing" / "x.jsonl")}, "folder not found")
     _fails(ws, "export", {"run": "syn"}, "run='syn': no generation")
     (tmp_path / "bad.json").write_text(json.dumps([{"image_id": "nope.jpg", "caption": "x"}]))
-    _fails(ws, "import-generations", {"results": str(tmp_path / "bad.json"), "dataset": "syn"}, "1 image ids are not in dataset 'syn' (first: nope.jpg)")
+    _fails(ws, "import-generations", {"results": str(tmp_path / "bad.json"), "dataset": "syn"}, "1 of 1 filenames are not in dataset 'syn' (first: nope.jpg)")
     (tmp_path / "empty.json").write_text("[]")
-    run_foreground(ws, "import-generations", {"results": str(tmp_path / "empty.json"), "dataset": "syn"})
-    _fails(ws, "evaluate", {"generation": "empty"}, "has no captions")
+    _fails(ws, "import-generations", {"results": str(tmp_path / "empty.json"), "dataset": "syn"}, "empty.json: holds no captions")
 
 
 def test_references_missing_for_an_image(ws: Workspace, tmp_path: Path) -> None:

@@ -295,3 +295,89 @@ def test_drone_nested_kaggle_layout_and_real_class_table(workspace: Workspace, d
     ds = get_dataset(workspace.open_db(), "drone")
     assert ds is not None
     assert [c["name"] for c in ds.meta["classes"]][:3] == ["unlabeled", "paved-area", "dirt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation and what an ingest reports
+# ---------------------------------------------------------------------------------------------
+
+def test_one_file_under_two_spellings_is_one_image(workspace: Workspace, tmp_path: Path) -> None:
+    path = karpathy(tmp_path / "dot", [{"filename": "a_1.jpg"}, {"filename": "./a_1.jpg", "image": False}])
+    _fails(workspace, "filename 'a_1.jpg' appears twice (images[0] and images[1])", path=str(path))
+    single = karpathy(tmp_path / "single", [{"filename": "./a_1.jpg"}])
+    ingest(workspace, path=str(single))
+    assert [im.filename for im in list_images(workspace.open_db(), get_dataset(workspace.open_db(), "tiny").id)] == ["a_1.jpg"]  # type: ignore[union-attr]
+
+
+def test_empty_references_are_left_out_and_counted(workspace: Workspace, tmp_path: Path) -> None:
+    path = karpathy(tmp_path / "empty", [{"filename": "a_1.jpg", "sentences": ["a road .", "   ", "a car ."]},
+                                         {"filename": "b_2.jpg", "sentences": []}])
+    data = json.loads(path.read_text())
+    data["images"][0]["sentences"][1] = {"raw": "   ", "tokens": []}
+    path.write_text(json.dumps(data))
+    result = ingest(workspace, path=str(path))
+    assert "1 empty references left out" in result.message and "1 images have no references (first: b_2.jpg)" in result.message
+    db = workspace.open_db()
+    images = {im.filename: im.id for im in list_images(db, get_dataset(db, "tiny").id)}  # type: ignore[union-attr]
+    refs = captions_for(db, list(images.values()))
+    assert [c.text for c in refs[images["a_1.jpg"]]] == ["a road .", "a car ."] and refs[images["b_2.jpg"]] == []
+
+
+def test_a_symlink_leading_outside_the_images_folder_is_refused(workspace: Workspace, tmp_path: Path) -> None:
+    path = karpathy(tmp_path / "link", [{"filename": "a_1.jpg"}, {"filename": "b_2.jpg", "image": False}])
+    secret = tmp_path / "secret.jpg"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(secret)
+    (tmp_path / "link" / "images" / "b_2.jpg").symlink_to(secret)
+    _fails(workspace, f"1 images in {(tmp_path / 'link' / 'images').resolve()} are symlinks to files outside it (first: b_2.jpg ->",
+           path=str(path))
+    (tmp_path / "link" / "images" / "b_2.jpg").unlink()  # a link within the folder is fine
+    (tmp_path / "link" / "images" / "b_2.jpg").symlink_to(tmp_path / "link" / "images" / "a_1.jpg")
+    assert ingest(workspace, path=str(path)).data["ok"] == 2
+
+
+def test_scene_lists_match_by_base_name_and_images_without_a_scene_are_counted(workspace: Workspace, tmp_path: Path) -> None:
+    folder = tmp_path / "sc"
+    path = karpathy(folder, [{"filename": "00001.jpg"}, {"filename": "00002.jpg"}, {"filename": "00003.jpg"}])
+    data = json.loads(path.read_text())
+    for img in data["images"]:
+        img["filename"] = f"images/{img['filename']}"  # the file names its images with their folder
+    path.write_text(json.dumps(data))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "Airport.txt").write_text("00001.jpg\n")
+    (lists / "Beach.txt").write_text("images/00002.jpg\n")
+    result = ingest(workspace, path=str(path), images=str(folder), scenes=str(lists))
+    assert f"1 images got no scene (first: images/00003.jpg; not in the lists of {lists})" in result.message
+    db = workspace.open_db()
+    scenes = {im.filename: im.scene for im in list_images(db, get_dataset(db, "tiny").id)}  # type: ignore[union-attr]
+    assert scenes == {"images/00001.jpg": "airport", "images/00002.jpg": "beach", "images/00003.jpg": None}
+
+
+def test_two_ingests_of_one_new_name_leave_one_dataset_and_one_clear_error(workspace: Workspace, tiny: Path) -> None:
+    """The loser of the race finds the name taken when it writes: one line, nothing written."""
+    from engine.store.catalog import DatasetWriter
+
+    db = workspace.open_db()
+    with DatasetWriter(db, name="tiny", kind="captioning", source_format="karpathy", root=str(tiny.parent), annotations=None,
+                       meta={}, replace=False):
+        pass  # another process created the dataset after this ingest checked the name
+    import engine.jobs.kinds.ingest as kinds
+
+    real = kinds.get_dataset
+    kinds.get_dataset = lambda db, name: None  # type: ignore[assignment]  # the check ran before the other one finished
+    try:
+        _fails(workspace, "dataset 'tiny' was just created by another ingest; pass --replace", path=str(tiny))
+    finally:
+        kinds.get_dataset = real  # type: ignore[assignment]
+
+
+def test_drone_kaggle_download_with_the_class_table_at_its_top(workspace: Workspace, drone_dir: Path, shared_data: Path, tmp_path: Path) -> None:
+    top = tmp_path / "kaggle"
+    nested = top / "dataset" / "semantic_drone_dataset"
+    shutil.copytree(drone_dir, nested)
+    (nested / "class_dict_seg.csv").unlink(missing_ok=True)
+    shutil.copy(shared_data / "drone" / "class_dict_seg.csv", top / "class_dict_seg.csv")
+    result = run_foreground(workspace, "ingest-drone", {"path": str(top)})
+    assert result.data == {"dataset": "drone", "images": 4, "classes": 24}
+    (top / "class_dict_seg.csv").unlink()
+    _fails(workspace, "has original_images/ but no class_dict_seg.csv", kind="ingest-drone", path=str(top), replace=True)

@@ -6,6 +6,7 @@ Runners run as real detached processes (``workbench worker``); every fault test 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.jobs.base import ParamsError
 from engine.jobs.queue import submit
 from engine.store import jobs as q
 from engine.workspace import Workspace
@@ -206,8 +208,6 @@ def test_a_chain_runs_in_order_and_a_failure_stops_its_dependants(ws: Workspace)
 
 
 def test_bad_params_queue_nothing(ws: Workspace) -> None:
-    from engine.jobs import ParamsError
-
     with pytest.raises(ParamsError, match="seconds='soon': must be a number"):
         submit(ws, "noop", {"seconds": "soon"}, start_runner=False)
     with pytest.raises(ValueError, match="--after 99: no job with that id"):
@@ -215,7 +215,37 @@ def test_bad_params_queue_nothing(ws: Workspace) -> None:
     assert ws.open_db().execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
 
 
-def test_training_kinds_get_a_stable_name_so_retries_resume(ws: Workspace) -> None:
+def _captions_only(ws: Workspace, tmp_path: Path, name: str = "x") -> None:
+    from engine.jobs.foreground import run_foreground
+
+    images = [{"filename": f"{k}.jpg", "imgid": k, "split": "train", "sentences": [{"raw": "a road", "tokens": []}]} for k in range(3)]
+    (tmp_path / f"{name}.json").write_text(json.dumps({"images": images}))
+    run_foreground(ws, "ingest-captions", {"path": str(tmp_path / f"{name}.json"), "name": name, "allow_missing": True})
+
+
+def test_training_kinds_get_a_stable_name_so_retries_resume(ws: Workspace, tmp_path: Path) -> None:
+    _captions_only(ws, tmp_path)
     job = submit(ws, "train-captioner", {"dataset": "x", "prompt": "scene"}, start_runner=False)
     params = q.get_job(ws.open_db(), job).params  # type: ignore[union-attr]
     assert params["name"].startswith("captioner-")
+
+
+def test_names_of_datasets_and_runs_are_checked_at_submit(ws: Workspace, tmp_path: Path) -> None:
+    _captions_only(ws, tmp_path)
+    count = "SELECT COUNT(*) FROM jobs"
+    with pytest.raises(ParamsError, match=r"train-segmenter: dataset='nosuch': no dataset of that name \(datasets: x\)"):
+        submit(ws, "train-segmenter", {"dataset": "nosuch"}, start_runner=False)
+    with pytest.raises(ParamsError, match="segmenter='seg': no run of that name .* submit with --after JOB"):
+        submit(ws, "segment", {"dataset": "x", "segmenter": "seg"}, start_runner=False)
+    with pytest.raises(ParamsError, match="scenes='scenes.x': no run of that name"):
+        submit(ws, "baseline-scene", {"dataset": "x", "scenes": "scenes.x"}, start_runner=False)
+    assert ws.open_db().execute(count).fetchone()[0] == 0
+    # a run a job it waits for will make is fine: named there, or further up the chain
+    train = submit(ws, "train-captioner", {"dataset": "x", "prompt": "scene", "name": "cap"}, start_runner=False)
+    gen = submit(ws, "generate", {"captioner": "cap", "name": "gen.cap"}, after=[train], start_runner=False)
+    submit(ws, "evaluate", {"generation": "gen.cap"}, after=[gen], start_runner=False)
+    submit(ws, "generate", {"captioner": "cap@1"}, after=[gen], start_runner=False)  # cap is two steps up
+    submit(ws, "baseline-scene", {"dataset": "x", "scenes": "oracle"}, start_runner=False)
+    with pytest.raises(ParamsError, match="generation='other': no run of that name"):
+        submit(ws, "evaluate", {"generation": "other"}, after=[gen], start_runner=False)
+    assert ws.open_db().execute(count).fetchone()[0] == 5
