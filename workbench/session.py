@@ -34,6 +34,8 @@ class Session:
     """Dataset the TUI opens on (default: the first captioning dataset)."""
     start_runner: bool = True
     """Start a detached runner when jobs wait and none is alive (tests switch it off)."""
+    ratings_changed: int = 0
+    """Counts this session's rating writes, so a screen showing ratings knows to read them again."""
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _prefetched: Future[Any] | None = field(default=None, repr=False)
 

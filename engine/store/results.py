@@ -112,7 +112,8 @@ class CaptionRef:
 
 def find_caption(db: sqlite_utils.Database, generation_id: int | None = None, *, run_id: int | None = None,
                  image: str | None = None) -> CaptionRef | None:
-    """A caption by its id, or by its run and image (filename, or the source's image id)."""
+    """A caption by its id, or by its run and image (filename, the source's image id, or a
+    filename without its extension when only one file of the run has that stem)."""
     sql = ("SELECT g.id, r.name, i.filename, g.text FROM generations g JOIN runs r ON r.id = g.run_id"
            " JOIN images i ON i.id = g.image_id WHERE ")
     if generation_id is not None:
@@ -120,6 +121,10 @@ def find_caption(db: sqlite_utils.Database, generation_id: int | None = None, *,
     else:
         row = db.conn.execute(sql + "g.run_id = ? AND (i.filename = ? OR i.source_id = ?) ORDER BY i.filename = ? DESC LIMIT 1",
                               [run_id, image, image, image]).fetchone()
+        if row is None and image:
+            stems = db.conn.execute(sql + "g.run_id = ? AND substr(i.filename, 1, ?) = ? AND instr(substr(i.filename, ?), '.') = 0 LIMIT 2",
+                                    [run_id, len(image) + 1, image + ".", len(image) + 2]).fetchall()
+            row = stems[0] if len(stems) == 1 else None
     return CaptionRef(*row) if row else None
 
 

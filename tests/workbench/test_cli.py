@@ -184,6 +184,8 @@ def test_evaluate_export_rate_ratings_compare_from_the_cli(cli, tmp_path: Path) 
     assert f"rated caption {first['generation_id']} of run mine on {first['filename']}" in rated.output and "grammar" in rated.output
     by_name = cli("rate", "mine", ann[1]["filename"], "3", "--reviewer", "bob")
     assert by_name.exit_code == 0 and f"of run mine on {ann[1]['filename']}" in by_name.output
+    by_stem = cli("rate", "mine", ann[2]["filename"].rsplit(".", 1)[0], "2", "--reviewer", "bob")  # no extension: one file has that stem
+    assert by_stem.exit_code == 0 and f"of run mine on {ann[2]['filename']}" in by_stem.output
     for args, message in ((("mine", "nosuch.jpg", "3"), "run 'mine' has no caption of an image 'nosuch.jpg'"),
                           (("nosuch", "x.jpg", "3"), "'nosuch' is not a generation or baseline run"),
                           (("9999", "3"), "no generated caption with id 9999"),
@@ -193,7 +195,7 @@ def test_evaluate_export_rate_ratings_compare_from_the_cli(cli, tmp_path: Path) 
         bad = cli("rate", *args)
         assert bad.exit_code == 1 and message in bad.output, (args, bad.output)
     summary_after = cli("ratings", "mine").output
-    assert "2 images rated by 2 reviewers" in summary_after
+    assert "3 images rated by 2 reviewers" in summary_after
     compared = cli("runs", "compare", "mine", "mine", "--resamples", "50")
     assert compared.exit_code == 0 and "+0.000" in compared.output
 

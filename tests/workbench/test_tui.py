@@ -537,3 +537,31 @@ async def test_the_image_screen_shows_every_generated_caption_whole(tui_ws: Work
             assert "BLEU-4" in shown and "CIDEr" in shown and "…" not in shown
             region = screen.query_one("#image-generations").region
             assert region.y < size[1] - 1  # on screen without scrolling (at 80x24, its start is)
+
+
+async def test_browse_shows_a_rating_made_in_review_on_return(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    from workbench.screens.choose import ChooseModal
+
+    app = app_for(tui_ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        browse = app.screen
+        assert isinstance(browse, BrowseScreen) and browse.choices is not None and browse.query_state is not None
+        shown = browse.choices.run_name(browse.query_state.generation_run_id)
+        unrated = sum(not r.rated for r in browse.image_list.rows)
+        await pilot.press("r")
+        await settle(pilot)
+        if app.screen.run_name != shown:  # type: ignore[attr-defined]
+            await pilot.press("o")
+            await settle(pilot)
+            assert isinstance(app.screen, ChooseModal)
+            values = [v for v, _ in app.screen.options]
+            app.screen.query_one("#choices", OptionList).highlighted = values.index(shown)
+            await pilot.press("enter")
+            await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("b")
+        await settle(pilot)
+        assert app.screen is browse
+        assert sum(not r.rated for r in browse.image_list.rows) == unrated - 1

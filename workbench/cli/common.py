@@ -216,7 +216,7 @@ def format_stats(s: Any) -> str:
 
 def headline(metrics: dict[str, Any]) -> str:
     """The few numbers that summarise a run."""
-    keys = ("miou", "pixel_accuracy", "accuracy", "images", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "val_loss")
+    keys = ("miou", "pixel_accuracy", "accuracy", "images", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "val_loss", "val_reward")
     text = "  ".join(f"{k} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}" for k in keys if k in metrics)
     return text + ("  ORACLE scenes" if metrics.get("scenes") == "oracle" else "")
 

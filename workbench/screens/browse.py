@@ -81,7 +81,15 @@ class BrowseScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.image_list.focus()
+        self.ratings_seen = self.app.session.ratings_changed  # type: ignore[attr-defined]
         self.load(None)
+
+    def on_screen_resume(self) -> None:
+        """Back from Review with new ratings: read the rows again (the rated column and filter)."""
+        changed = self.app.session.ratings_changed  # type: ignore[attr-defined]
+        if changed != self.ratings_seen and self.query_state is not None:
+            self.ratings_seen = changed
+            self.load(self.query_state)
 
     def load(self, query: BrowseQuery | None, reset: bool = False) -> None:
         """Show the rows of ``query`` (``reset``: a new dataset, so choose its newest run)."""

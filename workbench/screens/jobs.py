@@ -20,7 +20,7 @@ from engine.store.views import job_curve
 
 REFRESH_S = 1.0
 LOG_TAIL_BYTES = 64_000
-CURVE_KEYS = ("loss", "train_loss", "val_loss")
+CURVE_KEYS = ("loss", "train_loss", "val_loss", "reward", "val_reward")
 
 
 def bar(fraction: float, width: int = 10) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from rich.columns import Columns
 from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -26,6 +28,7 @@ from engine.store.runs import list_runs
 from engine.store.views import ImageDetail, ReviewItem, image_detail, review_queue
 from workbench.screens.choose import ChooseModal
 from workbench.screens.filters import Choices, default_run
+from workbench.screens.image import SCORE_COLUMNS
 from workbench.screens.prompt import PromptModal
 from workbench.widgets.picture import Picture
 
@@ -195,19 +198,19 @@ class ReviewScreen(Screen[None]):
         caption.append(item.text, style="bold")
         self.query_one("#review-caption", Static).update(caption)
         stars = "★" * (item.score or 0) + "☆" * (5 - (item.score or 0))
-        state = Text()
-        state.append(f"my rating  {stars}  {item.score or 'not rated'}\n")
-        state.append("flags      ")
-        for key, flag in FLAG_KEYS.items():
-            on = flag in item.flags
-            state.append(f"[{key}] {flag}", style="reverse" if on else "dim")
-            state.append("  ")
-        state.append(f"\nnote       {item.note or '(n to write one)'}\n")
+        state = Table.grid()
+        state.add_column(width=11, no_wrap=True)
+        state.add_column()
+        state.add_row("my rating", f"{stars}  {item.score or 'not rated'}")
+        flags = [Text(f"[{key}] {flag}", style="reverse" if flag in item.flags else "dim") for key, flag in FLAG_KEYS.items()]
+        state.add_row("flags", Columns(flags, padding=(0, 2)))  # a flag wraps as a whole, never inside its label
+        state.add_row("note", item.note or "(n to write one)")
         self.query_one("#review-state", Static).update(state)
         scores = self.scores.get(item.image_id, {})
         self.query_one("#review-scores", Static).update(
             "" if self.blind else Group(Text("Scores", style="bold"),
-                                        Text("  ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items())) or "not scored yet")))
+                                        Text("  ".join(f"{label} {scores[k]:.3f}" for k, label in SCORE_COLUMNS if k in scores)
+                                             or "not scored yet")))
 
     def save(self, score: int | None, flags: list[str], note: str, index: int | None = None, attempt: int = 0) -> bool:
         """Write a caption's rating now (the current one by default); False (with a message) when
@@ -219,6 +222,7 @@ class ReviewScreen(Screen[None]):
             return False
         try:
             rating = add_rating(self.session.db, item.generation_id, self.session.reviewer, score, flags, note)
+            self.session.ratings_changed += 1
         except sqlite3.OperationalError as exc:
             if is_read_only_error(exc):
                 self.app.show_error(f"rating not saved: {self.session.workspace.db_path} is read-only for you "  # type: ignore[attr-defined]
@@ -282,6 +286,7 @@ class ReviewScreen(Screen[None]):
         index, rating_id = self.undo_stack.pop()
         item = self.items[index]
         now = withdraw_rating(self.session.db, rating_id, self.session.reviewer)
+        self.session.ratings_changed += 1
         if now is not None:
             self.items[index] = item._replace(rating_id=now.id, score=now.score, flags=now.flags, note=now.note)
         self.index = index

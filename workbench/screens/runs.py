@@ -24,8 +24,8 @@ from engine.store.views import run_curve
 from workbench.widgets import shorten
 
 METRIC_ORDER = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
-HEADLINE = ("miou", "pixel_accuracy", "accuracy", "Bleu_4", "CIDEr", "val_loss", "images")
-CURVE_KEYS = ("loss", "train_loss", "val_loss")
+HEADLINE = ("miou", "pixel_accuracy", "accuracy", "Bleu_4", "CIDEr", "val_loss", "val_reward", "images")
+CURVE_KEYS = ("loss", "train_loss", "val_loss", "reward", "val_reward")
 STATUS_MARK = {"complete": "✓", "running": "…", "failed": "✗"}
 
 
@@ -201,12 +201,13 @@ class RunsScreen(Screen[None]):
 
     def fill_table(self) -> None:
         """One row per run; names are shortened in their middle to what the table's width leaves
-        (the detail pane shows them whole), so the table never scrolls sideways. A narrow table
-        drops the kind column (the detail pane names the kind) to keep the names readable."""
+        (the detail pane shows them whole), so the table never scrolls sideways. The kind column
+        is shown only where every name still fits beside it (the detail pane names the kind)."""
         table = self.table
         row = table.cursor_row
         width = table.size.width or 40
-        with_kind = width >= 48
+        longest = max((len(r.name) for r in self.runs), default=0)
+        with_kind = width - 15 - 1 - 7 >= longest
         if with_kind != (len(table.columns) == 3):
             table.clear(columns=True)
             table.add_columns(" ", "run", *(["kind"] if with_kind else []))
