@@ -76,36 +76,56 @@ def generate_candidates(
     k = settings.candidates
     out: list[list[str]] = [[] for _ in prompts]
     produced = 0
-    pad = tokenizer.pad_token_id
     for start in range(0, len(order), batch_size):
         if should_stop():
             return None
         idx = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            n = len(encoded[i])
-            ids[row, width - n :] = torch.tensor(encoded[i])
-            mask[row, width - n :] = 1
         how: dict[str, Any] = {"do_sample": False, "num_beams": max(settings.num_beams, 1 if settings.sample else k)}
         if settings.sample:
             torch.manual_seed(settings.seed * 100_003 + start)  # the same draws for the same batch, every time
             how = {"do_sample": True, "top_p": settings.top_p, "num_beams": 1}
-        with torch.inference_mode():
-            generated = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), **how, num_return_sequences=k,
-                max_new_tokens=settings.max_new_tokens,
-                repetition_penalty=settings.repetition_penalty, no_repeat_ngram_size=settings.no_repeat_ngram_size,
-                pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
-            )
-        new = generated[:, width:].cpu()
-        for row in range(new.shape[0]):
-            cut = new[row].tolist()
-            if tokenizer.eos_token_id in cut:
-                cut = cut[: cut.index(tokenizer.eos_token_id)]
-            tokens = [t for t in cut if t != pad]
+        rows = generate_ids(model, tokenizer, [encoded[i] for i in idx], k, max_new_tokens=settings.max_new_tokens, device=device,
+                            repetition_penalty=settings.repetition_penalty, no_repeat_ngram_size=settings.no_repeat_ngram_size, **how)
+        for row, tokens in enumerate(rows):
             produced += len(tokens)
-            out[idx[row // k]].append(" ".join(tokenizer.decode(tokens, skip_special_tokens=True).split()))
+            out[idx[row // k]].append(decode(tokenizer, tokens))
         progress(min(start + batch_size, len(order)), len(order))
     return out, produced
+
+
+def decode(tokenizer: Any, tokens: Sequence[int]) -> str:
+    """A caption's text from its token ids, whitespace made single spaces."""
+    return " ".join(tokenizer.decode(list(tokens), skip_special_tokens=True).split())
+
+
+def generate_ids(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], k: int, *, max_new_tokens: int, device: str,
+                 keep_eos: bool = False, **how: Any) -> list[list[int]]:
+    """``k`` continuations of each tokenized prompt (BOS included), in order (``k`` rows per
+    prompt): their new token ids, cut before EOS, padding dropped; with ``keep_eos`` the tokens
+    exactly as generated, up to and including the first EOS (what a policy gradient scores).
+    ``how``: ``model.generate``'s decoding options (``do_sample``, ``num_beams``, ``top_p``, ...)."""
+    import torch
+
+    pad = tokenizer.pad_token_id
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):  # left-padded: every prompt ends where generation starts
+        ids[row, width - len(p) :] = torch.tensor(list(p))
+        mask[row, width - len(p) :] = 1
+    # BOS and padding never belong inside a caption: a model that emits one would have it dropped
+    # from the decoded text, hiding a cut ("are two freeways"), so they are never drawn.
+    never = sorted({t for t in (pad, tokenizer.bos_token_id) if t is not None and t != tokenizer.eos_token_id})
+    with torch.inference_mode():
+        generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), num_return_sequences=k,
+                                   max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+                                   suppress_tokens=never or None, **how)
+    out = []
+    for row in generated[:, width:].cpu().tolist():
+        if keep_eos:
+            out.append(row[: row.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in row else row)
+            continue
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id)]
+        out.append([t for t in row if t != pad])
+    return out

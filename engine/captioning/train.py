@@ -120,17 +120,8 @@ def train_captioner(
     pad_id = tokenizer.pad_token_id
     out_dir.mkdir(parents=True, exist_ok=True)
     start_epoch, skip, step, history, best, bad_epochs = 0, 0, 0, [], float("inf"), 0
-    last = latest_checkpoint(out_dir) or (out_dir if (out_dir / "trainer.pt").is_file() else None)
-    if last is not None:
-        state = torch.load(last / "trainer.pt", map_location=device, weights_only=True)
-        expected = {n for n, p in model.named_parameters() if p.requires_grad}
-        if set(state["weights"]) != expected:
-            odd = sorted(set(state["weights"]) ^ expected)
-            raise CaptioningError(f"{out_dir}: its checkpoint's trainable weights differ from this model's ({len(odd)} differ, "
-                                  f"e.g. {odd[0]}); it was trained with another base or LoRA settings")
-        loaded = model.load_state_dict(state["weights"], strict=False)
-        if set(loaded.unexpected_keys):
-            raise CaptioningError(f"{out_dir}: checkpoint weights {loaded.unexpected_keys[:3]} are not in this model")
+    state = load_state(out_dir, model, device)
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start_epoch, step, history, best, bad_epochs = state["epoch"], state["step"], state["history"], state["best"], state["bad_epochs"]
@@ -143,21 +134,9 @@ def train_captioner(
         """Rank 0 writes the checkpoint: at an epoch's end (``batch`` 0 of the next), or mid-epoch."""
         if not dist.main:
             return
-        state = {"weights": _trainable_state(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+        state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                  "epoch": epoch, "batch": batch, "step": step, "history": history, "best": best, "bad_epochs": bad_epochs}
-        previous = latest_checkpoint(out_dir)
-        save_model = save_model or previous is None or not (previous / "model").is_dir()
-
-        def fill(folder: Path) -> None:
-            if save_model:
-                _save_model(model, tokenizer, folder / "model", merge_lora=False)
-            else:  # the best model is an earlier one: the same files, linked
-                link_or_copy(previous / "model", folder / "model")  # type: ignore[operator]
-            torch.save(state, folder / "trainer.pt")
-            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-
-        write_checkpoint(out_dir, step, fill)
-        _link_model(out_dir)
+        save_checkpoint(out_dir, step, model, tokenizer, state, metrics, save_model=save_model)
 
     def metrics_now() -> dict[str, Any]:
         return {"history": history, "best_val_loss": best, "config": asdict(config), **(save_extra or {})}
@@ -214,6 +193,52 @@ def train_captioner(
     if merge_lora and dist.main:
         merge_saved_adapter(out_dir / "model")
     return result
+
+
+def load_state(out_dir: Path, model: Any, device: str) -> dict[str, Any] | None:
+    """The last checkpoint's trainer state with its trainable weights loaded into ``model``;
+    None for a fresh start.
+
+    :raises CaptioningError: if the checkpoint's trainable weights are not this model's
+    """
+    import torch
+
+    last = latest_checkpoint(out_dir) or (out_dir if (out_dir / "trainer.pt").is_file() else None)
+    if last is None:
+        return None
+    state: dict[str, Any] = torch.load(last / "trainer.pt", map_location=device, weights_only=True)
+    expected = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(state["weights"]) != expected:
+        odd = sorted(set(state["weights"]) ^ expected)
+        raise CaptioningError(f"{out_dir}: its checkpoint's trainable weights differ from this model's ({len(odd)} differ, "
+                              f"e.g. {odd[0]}); it was trained with another base or LoRA settings")
+    loaded = model.load_state_dict(state["weights"], strict=False)
+    if set(loaded.unexpected_keys):
+        raise CaptioningError(f"{out_dir}: checkpoint weights {loaded.unexpected_keys[:3]} are not in this model")
+    return state
+
+
+def save_checkpoint(out_dir: Path, step: int, model: Any, tokenizer: Any, state: dict[str, Any], metrics: dict[str, Any], *,
+                    save_model: bool) -> None:
+    """Write ``ckpt-<step>/`` as one unit: ``trainer.pt`` (``state`` with the trainable weights),
+    ``metrics.json``, and ``model/``: this model when ``save_model`` (the best so far), else the
+    previous checkpoint's best, linked."""
+    import torch
+
+    state = {"weights": _trainable_state(model), **state}
+    previous = latest_checkpoint(out_dir)
+    save_model = save_model or previous is None or not (previous / "model").is_dir()
+
+    def fill(folder: Path) -> None:
+        if save_model:
+            _save_model(model, tokenizer, folder / "model", merge_lora=False)
+        else:  # the best model is an earlier one: the same files, linked
+            link_or_copy(previous / "model", folder / "model")  # type: ignore[operator]
+        torch.save(state, folder / "trainer.pt")
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    write_checkpoint(out_dir, step, fill)
+    _link_model(out_dir)
 
 
 def _ddp(model: Any, device: str, dist: Dist) -> Any:

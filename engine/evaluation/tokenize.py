@@ -220,8 +220,19 @@ def _glue_apostrophe_ends(tokens: list[str]) -> list[str]:
     return out
 
 
+_PLAIN = re.compile(r"[A-Za-z ]*(?: \.)? *")
+"""Words of letters only, perhaps a final period on its own: PTB splits none of them but
+``_SPLIT_WORDS``, and the period is punctuation (most captions, a model's nearly all)."""
+
+
 def ptb_tokenize(text: str) -> str:
     """The toolkit's tokenized form of one caption: PTB tokens, lower-cased, punctuation removed."""
+    if _PLAIN.fullmatch(text):
+        words = text.lower().split()
+        if "." in text:
+            words = [w for w in words if w != "."]
+        if _SPLIT_WORDS.keys().isdisjoint(words):
+            return " ".join(words)
     return " ".join(t for t in ptb_tokens(text) if t not in PUNCTUATIONS)
 
 

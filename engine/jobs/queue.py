@@ -18,7 +18,7 @@ STABLE_NAMES = {"train-segmenter": "segmenter", "train-captioner": "captioner"}
 """Kinds whose default run name has a timestamp: fixed at submit, so a retry resumes the same run."""
 
 DATASET_PARAMS = ("dataset", "human", "refs")
-RUN_PARAMS = ("segmenter", "segmentation", "composition", "classifier", "captioner", "generation", "subset", "run", "scenes")
+RUN_PARAMS = ("segmenter", "segmentation", "composition", "classifier", "captioner", "generation", "subset", "run", "scenes", "init")
 """Params that name a dataset or a run, checked at submit (``scenes`` may also be oracle or none)."""
 MAKERS = ("ingest-captions", "ingest-drone", "synthesize")
 """Kinds that make datasets (not runs), so their params name nothing that must exist."""

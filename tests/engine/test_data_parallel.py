@@ -61,6 +61,23 @@ def test_two_processes_train_the_captioner_as_one_does(ws: Workspace) -> None:
     assert (ws.model_dir("cap2") / "model" / "config.json").is_file()
 
 
+def test_two_processes_fine_tune_by_scst(ws: Workspace) -> None:
+    """SCST under torchrun: each process samples for its share of the images, rank 0 writes."""
+    if get_run(ws.open_db(), "cap1") is None:
+        run_foreground(ws, "train-captioner", {**CAPTIONER, "name": "cap1"})
+    done = run_foreground(ws, "train-captioner", {"objective": "scst", "init": "cap1", "name": "scst2", "processes": "2", "epochs": "1",
+                                                  "batch_size": "16", "scst_samples": "2", "max_new_tokens": "12"})
+    db = ws.open_db()
+    run = get_run(db, "scst2")
+    assert run is not None and run.status == "complete" and run.metrics["processes"] == 2
+    assert [h["epoch"] for h in run.metrics["history"]] == [0, 1] and "SCST from cap1" in done.message
+    assert len([r for r in list_runs(db) if r.family == "scst2"]) == 1
+    [job] = [j for j in q.list_jobs(db, limit=100) if j.params.get("name") == "scst2"]
+    steps = [e["step"] for e in q.job_events(db, job.id, with_metrics_only=True) if "reward" in e["metrics"]]
+    assert steps and steps == sorted(set(steps)), steps  # rank 0 alone reported progress
+    assert (ws.model_dir("scst2") / "model" / "config.json").is_file()
+
+
 def test_a_two_process_captioner_checkpoint_resumes_with_one_process(ws: Workspace) -> None:
     events: list[Any] = []
 

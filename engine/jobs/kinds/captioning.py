@@ -8,7 +8,7 @@ store one caption per image.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -69,16 +69,16 @@ def uses_scenes(prompt: str) -> bool:
 
 @dataclass(frozen=True)
 class TrainCaptionerParams:
-    dataset: str
-    """Captioning dataset (its train split is learned, its val split validates)."""
+    dataset: str | None = None
+    """Captioning dataset (its train split is learned, its val split validates); with init=RUN, default that run's."""
     composition: str | None = None
-    """Compose run giving the prompts (needed unless prompt=scene)."""
-    prompt: Literal["composition", "scene", "both"] = "composition"
-    """What the model sees: the composition text, the scene label, or both."""
+    """Compose run giving the prompts (needed unless prompt=scene); with init=RUN, default that run's."""
+    prompt: Literal["composition", "scene", "both"] | None = None
+    """What the model sees: the composition text, the scene label, or both (default composition, or init's)."""
     scenes: str = ORACLE
     """Scenes of the training prompts: oracle (the dataset's labels; clean supervision) or a classify run."""
     base: str = "tiny"
-    """tiny / small (Llama built from a config, trained from scratch), or a Hugging Face causal LM id or folder (LoRA), e.g. meta-llama/Llama-2-7b-hf."""
+    """tiny / small (Llama built from a config, trained from scratch), or a Hugging Face causal LM id or folder (LoRA), e.g. meta-llama/Llama-2-7b-hf, or config:NAME (LoRA on a Llama of that shape with random weights, no download: config:llama-2-7b, config:llama-2-13b, config:llama-tiny)."""
     name: str | None = None
     """Run name (default captioner-<time>); the name of an unfinished run resumes it, a finished one gets a new version."""
     epochs: int = 8
@@ -121,9 +121,33 @@ class TrainCaptionerParams:
     """Data-parallel processes (one per GPU on a GPU machine, CPU processes elsewhere); batch_size stays the global batch."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (much less memory, about a third slower; large bases need it)."""
+    objective: Literal["cross-entropy", "scst"] = "cross-entropy"
+    """cross-entropy: learn the references; scst: fine-tune init=RUN for the metric (self-critical sequence training)."""
+    init: str | None = None
+    """SCST: the trained captioner run to start from (its base, prompts and dataset are kept)."""
+    scst_samples: int = 5
+    """SCST: captions sampled per image each step."""
+    scst_baseline: Literal["greedy", "samples"] = "greedy"
+    """SCST: what a sample's reward is compared with: the greedy caption's (Rennie et al.) or the mean of the image's other samples."""
+    reward: Literal["cider", "bleu4", "cider+bleu4"] = "cider"
+    """SCST: the reward, CIDEr-D against each image's references (document frequencies of the train references), BLEU-4, or their mean."""
+    max_new_tokens: int = 40
+    """SCST: longest sampled caption in tokens."""
 
     def __post_init__(self) -> None:
         check_run_name(self.name)
+        if self.objective == "scst":
+            if self.init is None:
+                raise ValueError("init: objective=scst fine-tunes a trained captioner: give init=RUN (a train-captioner run)")
+            if self.scst_samples < 1 or self.max_new_tokens < 1:
+                raise ValueError("scst_samples and max_new_tokens: must be at least 1")
+            if self.scst_baseline == "samples" and self.scst_samples < 2:
+                raise ValueError("scst_baseline=samples: needs scst_samples of 2 or more (the other samples are the baseline)")
+            return
+        if self.init is not None:
+            raise ValueError("init: only with objective=scst (cross-entropy training starts from base=...)")
+        if self.dataset is None:
+            raise ValueError("dataset: which captioning dataset to learn (dataset=NAME)")
         if self.processes < 1 or self.batch_size < self.processes:
             raise ValueError(f"processes={self.processes}: must be at least 1 and at most batch_size ({self.batch_size})")
         for f in ("epochs", "batch_size", "grad_accum", "patience"):
@@ -133,10 +157,14 @@ class TrainCaptionerParams:
             raise ValueError("max_length: must be at least 32")
         if self.lr < 0 or self.max_steps < 0:
             raise ValueError("lr and max_steps: must be 0 or more")
-        if self.prompt != "scene" and self.composition is None:
-            raise ValueError(f"composition: prompt={self.prompt} needs composition=RUN (or use prompt=scene)")
+        if self.prompt in (None, "composition", "both") and self.composition is None:
+            raise ValueError(f"composition: prompt={self.prompt or 'composition'} needs composition=RUN (or use prompt=scene)")
         if self.load_in_4bit and self.base in ("tiny", "small"):
-            raise ValueError("load_in_4bit: only for pretrained bases (tiny/small are trained in full)")
+            raise ValueError("load_in_4bit: only for LoRA bases, pretrained or config:NAME (tiny/small are trained in full)")
+
+
+SCST_ONLY = ("objective", "init", "scst_samples", "scst_baseline", "reward", "max_new_tokens")
+"""Params that only SCST reads (not stored with a cross-entropy run)."""
 
 
 def _split_examples(ctx: JobContext, ds: Dataset, split: str, source: str, composition: Run | None,
@@ -171,22 +199,28 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
     from engine import distributed
     from engine.captioning.data import prompt_budget
     from engine.captioning.model import (
-        PRESETS, LoraSettings, add_lora, build_preset, load_pretrained, quiet_transformers, train_tokenizer, vocab_texts,
+        PRESETS, LoraSettings, add_lora, build_from_config, build_preset, config_tokenizer, is_config_base, load_pretrained,
+        quiet_transformers, train_tokenizer, vocab_texts,
     )
     from engine.captioning.train import TrainConfig, train_captioner
     from engine.training import device_for
 
+    if params.objective == "scst":
+        from engine.jobs.kinds.scst import train_scst_job
+
+        return train_scst_job(params, ctx)
     quiet_transformers()
     dist = distributed.from_env()
-    ds = dataset_of_kind(ctx, params.dataset, "captioning", "ingest one with `workbench ingest captions PATH`")
-    composition = _composition_run(ctx, params.composition, ds, params.prompt)
-    train, val, lacking, validation = _train_val(ctx, ds, params.prompt, composition, params.seed, params.scenes)
+    params = replace(params, prompt=params.prompt or "composition")
+    ds = dataset_of_kind(ctx, str(params.dataset), "captioning", "ingest one with `workbench ingest captions PATH`")
+    composition = _composition_run(ctx, params.composition, ds, params.prompt)  # type: ignore[arg-type]
+    train, val, lacking, validation = _train_val(ctx, ds, params.prompt, composition, params.seed, params.scenes)  # type: ignore[arg-type]
     if not train:
         why = f" ({len(lacking)} train images have no composition in {params.composition!r}; run compose on them)" if lacking else ""
         raise CaptioningError(f"no training pairs: dataset {ds.name!r} has no train images with references{why}")
     device = dist.device(device_for(params.device or None))
     family = params.name or f"captioner-{_stamp()}"
-    stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()} | {"name": family}
+    stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items() if k not in SCST_ONLY} | {"name": family}
     if composition is not None:
         stored["composition"] = composition.name  # the version it trained on, not the family's newest later
 
@@ -198,7 +232,7 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
 
     name, folder, existing = on_main(ctx, name_it, CaptioningError)  # every process trains into the same folder
     out_dir = Path(folder)
-    if params.base in PRESETS:
+    if params.base in PRESETS or is_config_base(params.base):
         from transformers import AutoTokenizer
 
         tok_dir = out_dir / "tokenizer"
@@ -206,16 +240,21 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
         def tokenizer_files() -> None:
             if not tok_dir.is_dir():
                 texts = vocab_texts([e.prompt for e in train], [e.caption for e in train])
-                train_tokenizer(texts, PRESETS[params.base]["vocab"]).save_pretrained(tok_dir)
+                made = config_tokenizer(texts, params.base) if is_config_base(params.base) else train_tokenizer(texts, PRESETS[params.base]["vocab"])
+                made.save_pretrained(tok_dir)
 
         on_main(ctx, tokenizer_files, CaptioningError)
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    if params.base in PRESETS:
         model = build_preset(params.base, tokenizer, params.max_length, params.seed)
         if params.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         lr = params.lr or 1e-3
     else:
-        model, tokenizer = load_pretrained(params.base, load_in_4bit=params.load_in_4bit, trust_remote_code=params.trust_remote_code, device=device)
+        if is_config_base(params.base):
+            model, tokenizer = build_from_config(params.base, tokenizer=tokenizer, device=device, load_in_4bit=params.load_in_4bit)
+        else:
+            model, tokenizer = load_pretrained(params.base, load_in_4bit=params.load_in_4bit, trust_remote_code=params.trust_remote_code, device=device)
         model = add_lora(model, LoraSettings(params.lora_r, params.lora_alpha, params.lora_dropout, params.lora_targets),
                          quantized=params.load_in_4bit, gradient_checkpointing=params.gradient_checkpointing)
         lr = params.lr or 2e-4

@@ -18,7 +18,6 @@ from engine.jobs.foreground import run_foreground
 from engine.store.catalog import captions_for, get_dataset, list_images
 from engine.store.results import generations_of
 from engine.store.runs import get_run
-from engine.workspace import Workspace
 from tests.conftest import fails_unchanged
 
 KEYWORDS = {
@@ -30,20 +29,6 @@ VAL_LOSS_CEILING = 1.5
 """Measured 0.975 with these settings (per caption token); an untrained model sits near ln(vocab) ~ 7."""
 NAMING_FLOOR = 0.6
 """Share of test images whose caption names the scene's subject; measured 15 of 16 (0.94)."""
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("cap")
-    ws = Workspace(root / "ws")
-    ws.init()
-    data = write_captioning_dataset(root / "syn", 160, size=64, seed=7)
-    run_foreground(ws, "ingest-captions", {"path": str(data.root), "name": "syn"})
-    run_foreground(ws, "compose", {"dataset": "syn", "masks": str(data.root / "masks"), "name": "gt"})
-    events: list[Any] = []
-    trained = run_foreground(ws, "train-captioner", {"dataset": "syn", "composition": "gt", "name": "cap", "epochs": "8", "batch_size": "16"},
-                             on_progress=events.append)
-    return {"ws": ws, "root": root, "trained": trained, "events": events}
 
 
 def test_tiny_captioner_learns_and_names_the_scene(world: dict[str, Any]) -> None:
