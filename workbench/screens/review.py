@@ -10,9 +10,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from rich.columns import Columns
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -198,14 +196,23 @@ class ReviewScreen(Screen[None]):
         caption.append(item.text, style="bold")
         self.query_one("#review-caption", Static).update(caption)
         stars = "★" * (item.score or 0) + "☆" * (5 - (item.score or 0))
-        state = Table.grid()
-        state.add_column(width=11, no_wrap=True)
-        state.add_column()
-        state.add_row("my rating", f"{stars}  {item.score or 'not rated'}")
-        flags = [Text(f"[{key}] {flag}", style="reverse" if flag in item.flags else "dim") for key, flag in FLAG_KEYS.items()]
-        state.add_row("flags", Columns(flags, padding=(0, 2)))  # a flag wraps as a whole, never inside its label
-        state.add_row("note", item.note or "(n to write one)")
-        self.query_one("#review-state", Static).update(state)
+        box = self.query_one("#review-state", Static)
+        state = Text()
+        state.append(f"my rating  {stars}  {item.score or 'not rated'}\n")
+        state.append("flags      ")
+        room, used = max(20, (box.content_region.width or 80) - 11), 0
+        for key, flag in FLAG_KEYS.items():  # lines broken between flags, never inside a label
+            label = f"[{key}] {flag}"
+            if used and used + 2 + len(label) > room:
+                state.append("\n" + " " * 11)
+                used = 0
+            elif used:
+                state.append("  ")
+                used += 2
+            state.append(label, style="reverse" if flag in item.flags else "dim")
+            used += len(label)
+        state.append(f"\nnote       {item.note or '(n to write one)'}\n")
+        box.update(state)
         scores = self.scores.get(item.image_id, {})
         self.query_one("#review-scores", Static).update(
             "" if self.blind else Group(Text("Scores", style="bold"),
