@@ -52,6 +52,8 @@ class _Refs:
     """Each n-gram's highest count in any one reference (BLEU's clipping)."""
     lengths: tuple[int, ...]
     """Per reference, its words (BLEU's reference length)."""
+    texts: tuple[str, ...]
+    """The tokenized references."""
 
 
 def sentence_bleu4(hypothesis: str, refs: _Refs) -> float:
@@ -111,44 +113,13 @@ class Reward:
             norms.append(tuple(own))
             bigrams.append(sum(counts[1].values()))
         return _Refs(tuple({g: tuple(v) for g, v in d.items()} for d in index), tuple(norms), tuple(bigrams), clipped,
-                     tuple(len(t.split()) for t in texts))
-
-    def cider_d(self, tokenized: str, refs: _Refs) -> float:
-        """CIDEr-D of one tokenized caption against an image's indexed references: the toolkit's
-        formula (see :mod:`engine.evaluation.cider`), each hypothesis n-gram looked up once."""
-        m = len(refs.norms)
-        if m == 0:
-            return 0.0
-        counts = grams(tokenized.split())
-        length = sum(counts[1].values())
-        total = [0.0] * m
-        idf, unseen = self._idf, self.cider.ref_len
-        for n, c in enumerate(counts):
-            overlap = [0.0] * m
-            square = 0.0
-            entries = refs.index[n]
-            for gram, tf in c.items():
-                w = tf * idf.get(gram, unseen)
-                square += w * w
-                hit = entries.get(gram)
-                if hit is not None:
-                    for j, rv in hit:
-                        overlap[j] += (w if w < rv else rv) * rv
-            norm = math.sqrt(square)
-            for j in range(m):
-                rn = refs.norms[j][n]
-                total[j] += overlap[j] / (norm * rn) if norm != 0 and rn != 0 else overlap[j]
-        score = 0.0
-        for j in range(m):
-            delta = float(length - refs.bigrams[j])
-            score += total[j] * math.exp(-(delta * delta) / (2 * SIGMA * SIGMA))
-        return 10.0 * score / 4 / m
+                     tuple(len(t.split()) for t in texts), tuple(texts))
 
     def score_tokenized(self, key: Hashable, tokenized: str) -> float:
         refs = self.refs[key]
         if self.metric == "bleu4":
             return sentence_bleu4(tokenized, refs)
-        cider = self.cider_d(tokenized, refs)
+        cider = self.cider.score(tokenized, refs.texts)  # one at a time: where the batch path cannot
         return cider if self.metric == "cider" else (cider + sentence_bleu4(tokenized, refs)) / 2
 
     def __call__(self, key: Hashable, captions: Sequence[str]) -> list[float]:
@@ -177,9 +148,9 @@ class _BatchCider:
     """CIDEr-D of many captions at once, each against its own image's references, with numpy:
     n-grams become integers (word ids in 14-bit fields), document frequencies and the references'
     weights sorted arrays keyed by (image, n-gram), so the per-n-gram work of
-    :meth:`Reward.cider_d` is a few sorts and lookups over the whole batch. The same formula, so
+    :meth:`CiderD.score` is a few sorts and lookups over the whole batch. The same formula, so
     the same scores (to rounding, far below 1e-9). A vocabulary past 16,383 words falls back to
-    :meth:`Reward.cider_d`."""
+    :meth:`CiderD.score`, one caption at a time."""
 
     def __init__(self, reward: Reward) -> None:
         self.reward = reward

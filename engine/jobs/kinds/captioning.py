@@ -179,6 +179,40 @@ HOLD_OUT = 0.05
 """Share of the train images held out for validation when a dataset has no val split."""
 
 
+def held_out(ids: set[int], seed: int) -> set[int]:
+    """The train images held out for validation when a dataset has no val split (5%, at least one)."""
+    order = sorted(ids)
+    random.Random(seed).shuffle(order)
+    return set(order[: max(1, round(len(order) * HOLD_OUT))])
+
+
+def claim_captioner(ctx: JobContext, family: str, stored: dict[str, Any]) -> tuple[str, Path, int | None]:
+    """Name, folder and id of the captioner run to train into: the family's unfinished run to
+    resume (same params), else its next version (no id yet). Decided by rank 0 for every process."""
+    def name_it() -> tuple[str, str, int | None]:
+        run = resumable(ctx, family, "captioner", stored, CaptioningError)
+        name = run.name if run is not None else next_run_name(ctx.db, family)
+        out = Path(run.artifact_dir) if run is not None and run.artifact_dir else ctx.workspace.model_dir(name)
+        return name, str(out), run.id if run is not None else None
+
+    name, folder, existing = on_main(ctx, name_it, CaptioningError)  # every process trains into the same folder
+    return name, Path(folder), existing
+
+
+def open_captioner(ctx: JobContext, existing: int | None, *, name: str, family: str, stored: dict[str, Any],
+                   parent_run_id: int | None, dataset_id: int, out_dir: Path) -> int:
+    """The run claimed by :func:`claim_captioner`, created or set running again; its id."""
+    def open_run() -> int:
+        if existing is None:
+            return create_run(ctx.db, kind="captioner", name=name, family=family, version=_version_of(ctx, family, name),
+                              params=stored, parent_run_id=parent_run_id, dataset_id=dataset_id, artifact_dir=str(out_dir)).id
+        set_run_params(ctx.db, existing, stored)
+        set_run_status(ctx.db, existing, "running")
+        return existing
+
+    return on_main(ctx, open_run, CaptioningError)
+
+
 def _train_val(ctx: JobContext, ds: Dataset, source: str, composition: Run | None, seed: int,
                scenes: str = ORACLE) -> tuple[list[Example], list[Example], list[Image], str]:
     """Training and validation pairs: the train and val splits, or, without a val split, the train
@@ -187,10 +221,9 @@ def _train_val(ctx: JobContext, ds: Dataset, source: str, composition: Run | Non
     val, _ = _split_examples(ctx, ds, "val", source, composition, scenes=scenes)
     if val or not train:
         return train, val, lacking, "val split"
-    ids = sorted(im.id for im in list_images(ctx.db, ds.id, split="train"))
-    random.Random(seed).shuffle(ids)
-    held = set(ids[: max(1, round(len(ids) * HOLD_OUT))])
-    train, _ = _split_examples(ctx, ds, "train", source, composition, set(ids) - held, scenes)
+    ids = {im.id for im in list_images(ctx.db, ds.id, split="train")}
+    held = held_out(ids, seed)
+    train, _ = _split_examples(ctx, ds, "train", source, composition, ids - held, scenes)
     val, _ = _split_examples(ctx, ds, "train", source, composition, held, scenes)
     return train, val, lacking, f"{len(held)} train images held out"
 
@@ -224,14 +257,7 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
     if composition is not None:
         stored["composition"] = composition.name  # the version it trained on, not the family's newest later
 
-    def name_it() -> tuple[str, str, int | None]:
-        run = resumable(ctx, family, "captioner", stored, CaptioningError)
-        name = run.name if run is not None else next_run_name(ctx.db, family)
-        out = Path(run.artifact_dir) if run is not None and run.artifact_dir else ctx.workspace.model_dir(name)
-        return name, str(out), run.id if run is not None else None
-
-    name, folder, existing = on_main(ctx, name_it, CaptioningError)  # every process trains into the same folder
-    out_dir = Path(folder)
+    name, out_dir, existing = claim_captioner(ctx, family, stored)
     if params.base in PRESETS or is_config_base(params.base):
         from transformers import AutoTokenizer
 
@@ -259,16 +285,8 @@ def train_captioner_job(params: TrainCaptionerParams, ctx: JobContext) -> JobRes
                          quantized=params.load_in_4bit, gradient_checkpointing=params.gradient_checkpointing)
         lr = params.lr or 2e-4
 
-    def open_run() -> int:
-        if existing is None:
-            return create_run(ctx.db, kind="captioner", name=name, family=family, version=_version_of(ctx, family, name),
-                              params=stored, parent_run_id=composition.id if composition else None, dataset_id=ds.id,
-                              artifact_dir=str(out_dir)).id
-        set_run_params(ctx.db, existing, stored)
-        set_run_status(ctx.db, existing, "running")
-        return existing
-
-    run_id = on_main(ctx, open_run, CaptioningError)
+    run_id = open_captioner(ctx, existing, name=name, family=family, stored=stored,
+                            parent_run_id=composition.id if composition else None, dataset_id=ds.id, out_dir=out_dir)
     ctx.attach_run(run_id)
     budget = prompt_budget([e.caption for e in train], tokenizer, params.max_length)
     train_enc, val_enc = encode(train, tokenizer, params.max_length, budget), encode(val, tokenizer, params.max_length, budget)

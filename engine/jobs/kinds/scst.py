@@ -9,18 +9,17 @@ trainable again) and is written to its own folder.
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.captioning.errors import CaptioningError
 from engine.jobs.base import JobContext, JobResult, JobStopped
-from engine.jobs.kinds.captioning import HOLD_OUT, _composition_run, _dataset_name, _version_of, prompts_for
-from engine.jobs.lookup import dataset_of_kind, finished_run, on_main, resumable
+from engine.jobs.kinds.captioning import _composition_run, _dataset_name, claim_captioner, held_out, open_captioner, prompts_for
+from engine.jobs.lookup import dataset_of_kind, finished_run
 from engine.store.catalog import captions_for, list_images
 from engine.store.models import Dataset, Image
-from engine.store.runs import Run, create_run, next_run_name, set_run_params, set_run_status
+from engine.store.runs import Run, set_run_status
 
 if TYPE_CHECKING:
     from engine.jobs.kinds.captioning import TrainCaptionerParams
@@ -35,9 +34,7 @@ def _images(ctx: JobContext, ds: Dataset, seed: int) -> tuple[list[Image], list[
     val = list_images(ctx.db, ds.id, split="val")
     if val or not train:
         return train, val, "val split"
-    ids = sorted(im.id for im in train)
-    random.Random(seed).shuffle(ids)
-    held = set(ids[: max(1, round(len(ids) * HOLD_OUT))])
+    held = held_out({im.id for im in train}, seed)
     return [im for im in train if im.id not in held], [im for im in train if im.id in held], f"{len(held)} train images held out"
 
 
@@ -93,14 +90,7 @@ def train_scst_job(params: TrainCaptionerParams, ctx: JobContext) -> JobResult:
     stored |= {k: init.params.get(k) for k in KEPT} | {
         "name": family, "dataset": ds.name, "prompt": source, "composition": composition.name if composition else None, "init": init.name}
 
-    def name_it() -> tuple[str, str, int | None]:
-        run = resumable(ctx, family, "captioner", stored, CaptioningError)
-        name = run.name if run is not None else next_run_name(ctx.db, family)
-        out = Path(run.artifact_dir) if run is not None and run.artifact_dir else ctx.workspace.model_dir(name)
-        return name, str(out), run.id if run is not None else None
-
-    name, folder, existing = on_main(ctx, name_it, CaptioningError)
-    out_dir = Path(folder)
+    name, out_dir, existing = claim_captioner(ctx, family, stored)
     model, tokenizer = _load_trainable(Path(init.artifact_dir or ctx.workspace.model_dir(init.name)) / "model", device, init,
                                        params.gradient_checkpointing)
     length = prompt_length(tokenizer)
@@ -118,15 +108,8 @@ def train_scst_job(params: TrainCaptionerParams, ctx: JobContext) -> JobResult:
     reward = Reward({i: refs[i] for i in [*train_prompts, *val_prompts]}, corpus=[im.id for im in train_images if im.id in refs],
                     metric=params.reward)
 
-    def open_run() -> int:
-        if existing is None:
-            return create_run(ctx.db, kind="captioner", name=name, family=family, version=_version_of(ctx, family, name),
-                              params=stored, parent_run_id=init.id, dataset_id=ds.id, artifact_dir=str(out_dir)).id
-        set_run_params(ctx.db, existing, stored)
-        set_run_status(ctx.db, existing, "running")
-        return existing
-
-    run_id = on_main(ctx, open_run, CaptioningError)
+    run_id = open_captioner(ctx, existing, name=name, family=family, stored=stored, parent_run_id=init.id, dataset_id=ds.id,
+                            out_dir=out_dir)
     ctx.attach_run(run_id)
     ctx.log.info("SCST of %s into %s: %d train images (%d validation: %s), %d samples each, reward %s, device %s%s",
                  init.name, name, len(train), len(val), validation, params.scst_samples, params.reward, device,
