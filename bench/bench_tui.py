@@ -14,7 +14,10 @@ as a generation run evaluated with BLEU-4 and CIDEr, so Browse shows and sorts a
   reduced in a worker, is on screen (p95 over 40 images); the mask overlay the same with ``m``;
 - Review: a run captioning all 10,921 images; from a key (``→``, or a rating ``1``-``5``, which
   writes the rating and moves on) until the next item is painted with its caption, references
-  and picture (p95 over 60 + 40 keys).
+  and picture (p95 over 60 + 40 keys);
+- Compare: two runs captioning all 10,921 images; from a key (``→``, or a verdict ``1``-``4``,
+  which writes it and moves on) until the next pair is painted with both captions, the references
+  and the picture (p95 over 60 + 40 keys).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from textual import events
 from workbench.app import make_app
 from workbench.screens.browse import BrowseScreen
 from workbench.screens.review import ReviewScreen
+from workbench.screens.pairwise import CompareScreen
 from workbench.widgets.picture import Picture
 
 def p95(xs):
@@ -115,6 +119,17 @@ async def main():
         for i in range(100):
             steps.append(await key("right" if i < 60 else str(1 + i % 5), next_item(review.index + 1)))
         out["review_p95"], out["review_median"], out["review_keys"] = p95(steps), statistics.median(steps), len(steps)
+        await key("v", lambda: isinstance(app.screen, CompareScreen) and len(app.screen.items) == n and picture_drawn())
+        compare = app.screen
+        out["compare_runs"] = [compare.run_a.name, compare.run_b.name]
+
+        def next_pair(index):
+            return lambda: compare.index == index and compare.detail is not None and picture_drawn() \
+                and compare.detail.image.id == compare.items[index].image_id
+        steps = []
+        for i in range(100):
+            steps.append(await key("right" if i < 60 else str(1 + i % 4), next_pair(compare.index + 1)))
+        out["compare_p95"], out["compare_median"], out["compare_keys"] = p95(steps), statistics.median(steps), len(steps)
     out["torch"] = "torch" in sys.modules
     print(json.dumps(out))
 
@@ -169,6 +184,9 @@ def _workspace(root: Path, n: int) -> Path:
     (root / "every.json").write_text(json.dumps(every))
     run_foreground(ws, "import-generations", {"results": str(root / "every.json"), "dataset": "rsicd-size", "name": "every"})
     run_foreground(ws, "evaluate", {"generation": "every", "tokenizer": "python", "metrics": "Bleu_4,CIDEr", "resamples": "0"})
+    other = [{"image_id": e["filename"], "caption": e["sentences"][2]["raw"]} for e in ann["images"]]
+    (root / "other.json").write_text(json.dumps(other))  # Compare pairs it with `every`, the newest before it
+    run_foreground(ws, "import-generations", {"results": str(root / "other.json"), "dataset": "rsicd-size", "name": "every-other"})
     return ws.root
 
 
@@ -203,6 +221,9 @@ def run(quick: bool = False) -> list[Row]:
             result["preview_p95"] * 1000 <= PREVIEW_TARGET_MS),
         Row(f"TUI Review key to next item painted ({result['review_keys']} keys, {n:,} captions)", f"p95 {result['review_p95'] * 1000:.1f} ms",
             f"median {result['review_median'] * 1000:.1f} ms", None, f"p95 <= {KEY_TARGET_MS:.0f} ms", result["review_p95"] * 1000 <= KEY_TARGET_MS),
+        Row(f"TUI Compare key to next pair painted ({result['compare_keys']} keys, {n:,} images)",
+            f"p95 {result['compare_p95'] * 1000:.1f} ms", f"median {result['compare_median'] * 1000:.1f} ms", None,
+            f"p95 <= {KEY_TARGET_MS:.0f} ms", result["compare_p95"] * 1000 <= KEY_TARGET_MS),
         Row("TUI mask overlay toggled on", f"p95 {result['mask_p95'] * 1000:.1f} ms", "", None, "(info only)", None),
         Row("TUI process imports torch", str(result["torch"]), "", None, "False", not result["torch"]),
     ]

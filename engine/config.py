@@ -103,6 +103,15 @@ name = "local"
 # memory = "64G"
 
 # ---------------------------------------------------------------------------------------------
+# Review queues. overlap: the share of each reviewer's items (ratings and comparisons alike) that
+# someone else judged too; a reviewer is served items others judged first until that share is
+# reached, the rest in a random order seeded per reviewer. 0 (the default): every reviewer gets
+# their items in filename order, the ones they have not judged first.
+# ---------------------------------------------------------------------------------------------
+# [review]
+# overlap = 0.2
+
+# ---------------------------------------------------------------------------------------------
 # Key bindings of the TUI: action = "key" (Textual key names, e.g. "ctrl+s", "f2").
 # Uncomment a line to change a key; README.md ("The TUI") lists every action.
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +206,8 @@ class Config:
     """The database's journal mode: wal, or delete for writers on several hosts."""
     slurm: SlurmResources = field(default_factory=SlurmResources)
     slurm_kinds: dict[str, SlurmResources] = field(default_factory=dict)
+    review_overlap: float = 0.0
+    """The share of each reviewer's items that someone else judged too ([review] overlap)."""
 
     def slurm_for(self, kind: str) -> SlurmResources:
         """The Slurm resources of a job kind: its own entries over the common ones."""
@@ -274,8 +285,12 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
     if not isinstance(kinds_raw, dict):
         raise ConfigError(f"{source}: [slurm.kinds] must hold one table per job kind")
     slurm_kinds = {kind: parse_slurm(v, f"{source}: [slurm.kinds.{kind}]") for kind, v in kinds_raw.items()}
+    review = data.get("review", {})
+    overlap = review.get("overlap", 0.0) if isinstance(review, dict) else None
+    if isinstance(overlap, bool) or not isinstance(overlap, int | float) or not 0 <= overlap < 1:
+        raise ConfigError(f"{source}: review.overlap must be a number from 0 to below 1 (a share, e.g. 0.2)")
     return Config(groups=tuple(groups), cpu_jobs=cpu_jobs, images=images, keys=dict(keys), executor=executor, journal=journal,
-                  slurm=slurm, slurm_kinds=slurm_kinds)
+                  slurm=slurm, slurm_kinds=slurm_kinds, review_overlap=float(overlap))
 
 
 def load_config(path: Path) -> Config:

@@ -1,4 +1,4 @@
-"""The Textual workbench: one app, four modes (Browse, Review, Jobs, Runs), an Export modal.
+"""The Textual workbench: one app, five modes (Browse, Review, Compare, Jobs, Runs), an Export modal.
 
 ``make_app`` is the only way to build it, for ``workbench tui``, ``workbench demo`` and the
 tests alike. The app never runs heavy compute: it reads the store in thread workers and submits
@@ -23,7 +23,7 @@ from workbench.screens.browse import BrowseScreen, read_browse
 from engine.store.connection import is_read_only
 from workbench.session import IMAGES_MODES, ImagesMode, Session
 
-START_SCREENS = ("browse", "review", "jobs", "runs")
+START_SCREENS = ("browse", "review", "compare", "jobs", "runs")
 
 
 # The screens other than Browse are imported when first shown, to keep start-up short.
@@ -31,6 +31,12 @@ def review_screen() -> Screen[None]:
     from workbench.screens.review import ReviewScreen
 
     return ReviewScreen()
+
+
+def compare_screen() -> Screen[None]:
+    from workbench.screens.pairwise import CompareScreen
+
+    return CompareScreen()
 
 
 def jobs_screen() -> Screen[None]:
@@ -49,11 +55,12 @@ class WorkbenchApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "rs-caption workbench"
     ENABLE_COMMAND_PALETTE = True
-    MODES = {"browse": BrowseScreen, "review": review_screen, "jobs": jobs_screen, "runs": runs_screen}
+    MODES = {"browse": BrowseScreen, "review": review_screen, "compare": compare_screen, "jobs": jobs_screen, "runs": runs_screen}
     BINDINGS = [  # help first: the footer cuts the last keys on a narrow terminal
         Binding("question_mark", "help", "Help", id="help"),
         Binding("b", "go('browse')", "Browse", id="browse"),
         Binding("r", "go('review')", "Review", id="review"),
+        Binding("v", "go('compare')", "Compare", id="compare"),
         Binding("j", "go('jobs')", "Jobs", id="jobs"),
         Binding("u", "go('runs')", "Runs", id="runs"),
         Binding("e", "export", "Export", id="export"),
@@ -124,12 +131,14 @@ def known_actions() -> set[str]:
 
     from workbench.screens.image import ImageScreen
     from workbench.screens.jobs import JobsScreen
+    from workbench.screens.pairwise import CompareScreen
     from workbench.screens.review import ReviewScreen
     from workbench.screens.runs import RunsScreen
     from workbench.widgets.image_list import ImageList
 
     ids: set[str] = set()
-    classes: list[type[DOMNode]] = [WorkbenchApp, BrowseScreen, ReviewScreen, JobsScreen, RunsScreen, ImageScreen, ImageList]
+    classes: list[type[DOMNode]] = [WorkbenchApp, BrowseScreen, ReviewScreen, CompareScreen, JobsScreen, RunsScreen, ImageScreen,
+                                    ImageList]
     for cls in classes:
         for b in cls.BINDINGS:
             if isinstance(b, Binding) and b.id:

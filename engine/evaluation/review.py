@@ -96,6 +96,9 @@ def rating_metric_correlations(ratings: Mapping[int, float], scores: Mapping[int
             out.append(Correlation(metric, float("nan"), float("nan"), float("nan"), float("nan"), len(pairs)))
             continue
         x, y = np.array(pairs).T
+        if np.ptp(x) == 0 or np.ptp(y) == 0:  # a constant side has no rank order: undefined, not an error
+            out.append(Correlation(metric, float("nan"), float("nan"), float("nan"), float("nan"), len(pairs)))
+            continue
         s = stats.spearmanr(x, y)
         k = stats.kendalltau(x, y)
         out.append(Correlation(metric, float(s.statistic), float(s.pvalue), float(k.statistic), float(k.pvalue), len(pairs)))

@@ -1,8 +1,9 @@
 """Deleting a run when a user means it (``workbench runs delete NAME --yes``).
 
-The one path that may remove ratings: it says first what goes (captions, scores, ratings, files,
-and the evaluations of a generation run), and before anything is deleted it writes every rating
-row it would remove, history included, to a file in ``exports/``.
+The one path that may remove ratings and comparisons: it says first what goes (captions, scores,
+ratings, comparisons, files, and the evaluations of a generation run), and before anything is
+deleted it writes every rating and comparison row it would remove, history included, to files in
+``exports/``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.errors import WorkbenchError
+from engine.store.comparisons import comparison_history
 from engine.store.results import (
     RunContents,
     delete_runs_and_ratings,
@@ -40,6 +42,10 @@ class Deletion:
     def ratings(self) -> int:
         return sum(c.ratings for _, c in self.runs)
 
+    @property
+    def comparisons(self) -> int:
+        return sum(c.comparisons for _, c in self.runs)
+
 
 def plan_deletion(ws: Workspace, name: str) -> Deletion:
     """:raises WorkbenchError: if there is no such run"""
@@ -57,20 +63,21 @@ def plan_deletion(ws: Workspace, name: str) -> Deletion:
         db.close()
 
 
-def delete(ws: Workspace, plan: Deletion) -> Path | None:
-    """Write the ratings to ``exports/``, then delete the runs and their folders.
+def delete(ws: Workspace, plan: Deletion) -> list[Path]:
+    """Write the ratings and comparisons to ``exports/``, then delete the runs and their folders.
 
-    :returns: the ratings file, or None when there were no ratings
+    :returns: the files written (none when nobody rated or compared the runs' captions)
     """
     db = ws.open_db()
     try:
         ids = [r.id for r, _ in plan.runs]
-        saved = None
-        rows = rating_history(db, ids)
-        if rows:
-            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-            saved = ws.exports_dir / f"ratings-of-{plan.runs[0][0].name}-{stamp}.jsonl"
-            _write(saved, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        saved = []
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        for what, rows in (("ratings", rating_history(db, ids)), ("comparisons", comparison_history(db, ids))):
+            if rows:
+                path = ws.exports_dir / f"{what}-of-{plan.runs[0][0].name}-{stamp}.jsonl"
+                _write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                saved.append(path)
         delete_runs_and_ratings(db, ids)
     finally:
         db.close()

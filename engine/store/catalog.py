@@ -61,11 +61,18 @@ def delete_dataset_and_its_rows(db: sqlite_utils.Database, dataset_id: int) -> l
     return [(name, folder) for _, name, folder in runs]
 
 
-def dataset_ratings(db: sqlite_utils.Database, dataset_id: int) -> int:
-    """Rating rows on captions generated for the dataset's images."""
-    return int(db.conn.execute(
-        "SELECT COUNT(*) FROM ratings r JOIN generations g ON g.id = r.generation_id JOIN images i ON i.id = g.image_id"
-        " WHERE i.dataset_id = ?", [dataset_id]).fetchone()[0])
+def dataset_ratings(db: sqlite_utils.Database, dataset_id: int) -> tuple[int, int]:
+    """(rating rows, pairwise comparison rows) on captions generated for the dataset's images."""
+    row = db.conn.execute(
+        "SELECT (SELECT COUNT(*) FROM ratings r JOIN generations g ON g.id = r.generation_id JOIN images i ON i.id = g.image_id"
+        " WHERE i.dataset_id = ?), (SELECT COUNT(*) FROM comparisons c JOIN generations g ON g.id = c.left_generation_id"
+        " JOIN images i ON i.id = g.image_id WHERE i.dataset_id = ?)", [dataset_id, dataset_id]).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def held_phrase(ratings: int, comparisons: int) -> str:
+    """"2 ratings and 1 comparison": what people made that a replace keeps."""
+    return " and ".join(f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((ratings, "rating"), (comparisons, "comparison")) if n)
 
 
 class DatasetWriter:
@@ -93,7 +100,7 @@ class DatasetWriter:
         self.db = db
         self._dataset = dict(name=name, kind=kind, source_format=source_format, root=root, annotations=annotations, meta=meta)
         self.replace = replace
-        self.superseded: tuple[str, int] | None = None
+        self.superseded: tuple[str, tuple[int, int]] | None = None
         """(new name, ratings) of a replaced dataset that was kept because its captions were rated."""
         self.emptied: list[tuple[str, str | None]] = []
         """(name, folder) of runs deleted with a replaced dataset: they held only its rows."""
@@ -114,7 +121,7 @@ class DatasetWriter:
                     raise WorkbenchError(f"dataset {d['name']!r} was just created by another ingest; pass --replace to replace it, "
                                        "or --name to ingest under another name")
                 rated = dataset_ratings(self.db, old[0])
-                if rated:  # ratings are never deleted: the old dataset stays, under another name
+                if any(rated):  # ratings are never deleted: the old dataset stays, under another name
                     kept = f"{d['name']}~{old[0]}"
                     conn.execute("UPDATE datasets SET name = ?, superseded_at = ? WHERE id = ?", [kept, now(), old[0]])
                     self.superseded = (kept, rated)
@@ -305,6 +312,9 @@ def dataset_stats(db: sqlite_utils.Database, dataset: Dataset) -> DatasetStats:
         "SELECT c.tokens FROM captions c JOIN images i ON i.id = c.image_id WHERE i.dataset_id = ?", [dataset.id]
     ):
         vocab.update(tokens.lower().split())
+    from engine.store.reference_flags import flag_counts  # it imports this module (now())
+
+    flags = flag_counts(db, dataset.id)
     return DatasetStats(
         dataset=dataset,
         images=sum(by_split.values()),
@@ -316,4 +326,7 @@ def dataset_stats(db: sqlite_utils.Database, dataset: Dataset) -> DatasetStats:
         by_status=dict(sorted(by_status.items())),
         by_split_status=by_split_status,
         scenes=scenes,
+        flagged_references=flags.references,
+        flags_by_reason=flags.by_reason,
+        unmatched_flags=flags.unmatched,
     )

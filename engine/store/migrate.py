@@ -12,7 +12,7 @@ in the .sql file could not do it), the migrations run, ``PRAGMA foreign_key_chec
 empty before the commit, and foreign keys are switched on again. Without that, dropping the old
 ``runs`` table of a rebuild cascades to every generation and rating.
 
-A database that holds ratings (the one thing nobody can recompute) is copied to
+A database that holds ratings, comparisons or reference flags (what nobody can recompute) is copied to
 ``workbench.db.backup-<UTC time>`` before any migration touches it.
 """
 
@@ -80,10 +80,14 @@ def _database_file(db: sqlite_utils.Database) -> Path | None:
     return None
 
 
+PEOPLES_TABLES = ("ratings", "comparisons", "reference_flags")
+"""What reviewers made: rows nobody can recompute."""
+
+
 def _ratings(db: sqlite_utils.Database) -> int:
-    if db.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ratings'").fetchone() is None:
-        return 0
-    return int(db.conn.execute("SELECT COUNT(*) FROM ratings").fetchone()[0])
+    """Rows of reviewers' judgments (ratings, comparisons, reference flags) the database holds."""
+    present = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return sum(int(db.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in PEOPLES_TABLES if t in present)
 
 
 def backup_database(db: sqlite_utils.Database, reason: str) -> Path | None:
@@ -122,7 +126,8 @@ def apply_migrations(db: sqlite_utils.Database, *, stop_before: str | None = Non
         return []
     rated = _ratings(db)
     if rated:
-        backup_database(db, f"holds {rated} rating{'s' if rated != 1 else ''} and migrations {', '.join(pending)} are about to be applied")
+        backup_database(db, f"holds {rated} rating{'s' if rated != 1 else ''} or other judgments of reviewers and migrations "
+                            f"{', '.join(pending)} are about to be applied")
     db.conn.execute("PRAGMA foreign_keys = OFF")  # outside the transaction, where it takes effect
     try:
         # Several processes may open a fresh workspace at once (a job runner and the TUI): the

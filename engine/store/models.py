@@ -7,7 +7,7 @@ see SQL text or JSON strings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 
@@ -98,3 +98,9 @@ class DatasetStats:
     by_split_status: dict[str, dict[str, int]]
     scenes: dict[str, int]
     """Image count per scene, most frequent first."""
+    flagged_references: int = 0
+    """References a reviewer flags now (misspelt, duplicated, not this image)."""
+    flags_by_reason: dict[str, int] = field(default_factory=dict)
+    """Flagged references per reason (a reference two reviewers flag differently counts under both)."""
+    unmatched_flags: int = 0
+    """Current flags whose filename and text no reference of the dataset reads now."""

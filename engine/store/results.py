@@ -15,6 +15,7 @@ from typing import Any
 import sqlite_utils
 
 from engine.store.catalog import now
+from engine.store.comparisons import delete_comparisons, held_comparisons
 
 FLAGS = ("hallucinated object", "wrong count", "wrong position", "wrong scene", "grammar")
 """The review flags a rating may carry."""
@@ -250,6 +251,7 @@ class RunContents:
     masks: int
     compositions: int
     ratings: int
+    comparisons: int = 0
 
 
 def run_contents(db: sqlite_utils.Database, run_id: int) -> RunContents:
@@ -262,13 +264,15 @@ def run_contents(db: sqlite_utils.Database, run_id: int) -> RunContents:
         masks=count("SELECT COUNT(*) FROM masks WHERE run_id = ?"),
         compositions=count("SELECT COUNT(*) FROM compositions WHERE run_id = ?"),
         ratings=count("SELECT COUNT(*) FROM ratings r JOIN generations g ON g.id = r.generation_id WHERE g.run_id = ?"),
+        comparisons=held_comparisons(db, [run_id]),
     )
 
 
 def delete_runs_and_ratings(db: sqlite_utils.Database, run_ids: Sequence[int]) -> None:
-    """Delete runs and, first, the ratings of their captions, in one transaction. Only for a user's
-    explicit `workbench runs delete --yes`, after those ratings were written to a file."""
+    """Delete runs and, first, the ratings and comparisons of their captions, in one transaction.
+    Only for a user's explicit `workbench runs delete --yes`, after those rows were written to a file."""
     marks = ",".join("?" * len(run_ids))
     with db.atomic():
+        delete_comparisons(db, run_ids)
         db.execute(f"DELETE FROM ratings WHERE generation_id IN (SELECT id FROM generations WHERE run_id IN ({marks}))", list(run_ids))
         db.execute(f"DELETE FROM runs WHERE id IN ({marks})", list(run_ids))

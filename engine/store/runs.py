@@ -23,7 +23,8 @@ from typing import Any
 
 import sqlite_utils
 
-from engine.store.catalog import now
+from engine.store.catalog import held_phrase, now
+from engine.store.comparisons import held_comparisons
 
 RUN_KINDS = ("segmenter", "segmentation", "composition", "captioner", "generation", "evaluation", "baseline",
              "classifier", "classification")
@@ -198,6 +199,8 @@ class Published:
     """The replaced run was kept as superseded (it holds ratings, or runs depend on it)."""
     ratings: int = 0
     """Ratings the replaced run holds."""
+    comparisons: int = 0
+    """Pairwise comparison rows that show the replaced run's captions."""
     deleted: tuple[Run, ...] = ()
     """Runs removed from the store (a replaced leaf and its evaluations): their folders can go."""
 
@@ -209,7 +212,8 @@ class Published:
                 return ""
             return f"version {run.version} of {run.family}; earlier versions are kept"
         if self.kept:
-            why = f"holds {self.ratings} rating{'s' if self.ratings != 1 else ''}" if self.ratings else "other runs depend on it"
+            held = held_phrase(self.ratings, self.comparisons)
+            why = f"holds {held}" if held else "other runs depend on it"
             return f"replaced the earlier {run.name}, which {why} and is kept as {self.replaced.name} (superseded)"
         return f"replaced the earlier {run.name}"
 
@@ -223,16 +227,16 @@ def publish_run(db: sqlite_utils.Database, run_id: int, family: str, *, replace:
     deleted (with its evaluations, which hold nothing a person made).
     """
     replaced: Run | None = None
-    kept, ratings = False, 0
+    kept, ratings, comparisons = False, 0, 0
     deleted: list[Run] = []
     with db.atomic():
         members = [r for r in family_runs(db, family) if r.id != run_id]
         if replace and members:
             old = members[-1]
             name, version = old.name, old.version
-            ratings = held_ratings(db, old.id)
+            ratings, comparisons = held_ratings(db, old.id), held_comparisons(db, [old.id])
             others = [d for d in dependants(db, old.id) if d.kind != "evaluation" or held_ratings(db, d.id)]
-            kept = bool(ratings or others)
+            kept = bool(ratings or comparisons or others)
             if kept:
                 db.execute("UPDATE runs SET name = ?, status = 'superseded', superseded_by = ? WHERE id = ?",
                            [f"{old.name}~{old.id}", run_id, old.id])
@@ -251,7 +255,7 @@ def publish_run(db: sqlite_utils.Database, run_id: int, family: str, *, replace:
         )
     run = get_run_by_id(db, run_id)
     assert run is not None
-    return Published(run, replaced, kept, ratings, tuple(deleted))
+    return Published(run, replaced, kept, ratings, comparisons, tuple(deleted))
 
 
 def discard_run(db: sqlite_utils.Database, run_id: int) -> None:

@@ -16,6 +16,7 @@ import sqlite_utils
 from engine.store.catalog import captions_for
 from engine.store.connection import natural_key
 from engine.store.models import Caption, Image
+from engine.store.runs import Run
 
 SORT_COLUMNS = ("filename", "split", "scene", "status", "rated", "score")
 """Browse columns a list can be sorted by."""
@@ -215,6 +216,35 @@ def review_queue(db: sqlite_utils.Database, run_id: int, reviewer: str) -> list[
     )
     return [ReviewItem(g, im, text, fn, scene, rid, score, json.loads(flags) if flags else [], note or "")
             for g, im, text, fn, scene, rid, score, flags, note in rows]
+
+
+def pair_candidates(db: sqlite_utils.Database, runs: list[Run]) -> tuple[Run, Run] | None:
+    """The pair Compare opens on: (A, B) with B the newest model generation (else the newest run)
+    and A the newest other run that captioned some of the same images."""
+    if len(runs) < 2:
+        return None
+    b = next((r for r in reversed(runs) if r.kind == "generation"), runs[-1])
+    for a in reversed(runs):
+        if a.id != b.id and db.conn.execute(
+                "SELECT 1 FROM generations ga JOIN generations gb ON gb.image_id = ga.image_id AND gb.run_id = ?"
+                " WHERE ga.run_id = ? LIMIT 1", [b.id, a.id]).fetchone():
+            return a, b
+    return None
+
+
+def image_scenes(db: sqlite_utils.Database, run_id: int) -> dict[int, str | None]:
+    """Image id -> scene label, for the images a run captioned."""
+    return {i: scene for i, scene in db.conn.execute(
+        "SELECT i.id, i.scene FROM generations g JOIN images i ON i.id = g.image_id WHERE g.run_id = ?", [run_id])}
+
+
+def rated_by_others(db: sqlite_utils.Database, run_id: int, reviewer: str) -> set[int]:
+    """Generations of a run whose current rating by some other reviewer has a score."""
+    return {g for (g,) in db.conn.execute(
+        "SELECT DISTINCT r.generation_id FROM ratings r JOIN generations g ON g.id = r.generation_id"
+        " WHERE g.run_id = ? AND r.reviewer != ? AND r.score IS NOT NULL"
+        " AND r.id = (SELECT MAX(id) FROM ratings r2 WHERE r2.generation_id = r.generation_id AND r2.reviewer = r.reviewer)",
+        [run_id, reviewer])}
 
 
 def run_curve(db: sqlite_utils.Database, run_id: int) -> list[dict[str, float]]:

@@ -178,3 +178,25 @@ CREATE TABLE candidates (
     score REAL NOT NULL,
     PRIMARY KEY (generation_id, idx)
 );
+CREATE TABLE comparisons (
+    id INTEGER PRIMARY KEY,
+    left_generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE RESTRICT,
+    right_generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE RESTRICT,
+    reviewer TEXT NOT NULL,
+    choice TEXT CHECK (choice IN ('left', 'right', 'tie', 'both_bad')),
+    created_at TEXT NOT NULL,
+    undoes INTEGER REFERENCES comparisons(id)
+);
+CREATE INDEX comparisons_left ON comparisons(left_generation_id, reviewer, id);
+CREATE INDEX comparisons_right ON comparisons(right_generation_id, reviewer, id);
+CREATE TABLE reference_flags (
+    id INTEGER PRIMARY KEY,
+    dataset TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    text TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    flag TEXT CHECK (flag IN ('misspelt', 'duplicated', 'not this image')),
+    note TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX reference_flags_image ON reference_flags(dataset, filename, id);

@@ -79,3 +79,15 @@ class TestScreens:
 
         app = make_app(tui_ws, images="halfcell", reviewer="alice", start_runner=False)
         assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+    def test_compare(self, tui_ws: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
+        """Blind comparison after one verdict: two captions, no run names or scores."""
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await pilot.press("v")
+            await _settle(pilot)
+            await pilot.press("1")
+            await _settle(pilot)
+
+        app = make_app(tui_ws, images="halfcell", reviewer="alice", start_runner=False)
+        assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)

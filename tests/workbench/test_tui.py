@@ -30,6 +30,7 @@ from workbench.screens.filters import FiltersModal
 from workbench.screens.help import HelpModal
 from workbench.screens.image import ImageScreen
 from workbench.screens.jobs import JobsScreen
+from workbench.screens.pairwise import CompareScreen
 from workbench.screens.review import ReviewScreen
 from workbench.screens.runs import RunsScreen
 from workbench.screens.submit import SubmitModal, field_at_fault
@@ -453,7 +454,7 @@ def test_no_screen_binds_a_global_key() -> None:
     modules = [importlib.import_module(f"workbench.screens.{m.name}") for m in pkgutil.iter_modules(screens_pkg.__path__)]
     screens = {obj for mod in modules for obj in vars(mod).values()
                if isinstance(obj, type) and issubclass(obj, Screen) and not issubclass(obj, ModalScreen) and obj.__module__ == mod.__name__}
-    assert {s.__name__ for s in screens} >= {"BrowseScreen", "ImageScreen", "ReviewScreen", "JobsScreen", "RunsScreen"}
+    assert {s.__name__ for s in screens} >= {"BrowseScreen", "ImageScreen", "ReviewScreen", "CompareScreen", "JobsScreen", "RunsScreen"}
     for screen in screens:
         keys = {k for b in screen.BINDINGS for k in b.key.split(",")}  # type: ignore[union-attr]
         assert not keys & global_keys, f"{screen.__name__} shadows {keys & global_keys}"
@@ -461,10 +462,10 @@ def test_no_screen_binds_a_global_key() -> None:
 
 async def test_every_global_key_works_on_every_screen(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
     app = app_for(tui_ws)
-    targets = {"b": BrowseScreen, "r": ReviewScreen, "j": JobsScreen, "u": RunsScreen}
+    targets = {"b": BrowseScreen, "r": ReviewScreen, "v": CompareScreen, "j": JobsScreen, "u": RunsScreen}
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        for start in ("b", "image", "r", "j", "u"):
+        for start in ("b", "image", "r", "v", "j", "u"):
             for key, screen in targets.items():
                 if start == "image":
                     await pilot.press("b")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from workbench.cli import data, demo, jobs, runs  # noqa: F401  (register the commands)
+from workbench.cli import data, demo, jobs, review, runs  # noqa: F401  (register the commands)
 from workbench.cli.common import app
 
 

@@ -205,6 +205,11 @@ def format_stats(s: Any) -> str:
         lines.append(
             f"  captions    {s.captions:>7}   {s.duplicate_captions} repeated references in {s.images_with_duplicates} images"
         )
+        reasons = ", ".join(f"{k} {v}" for k, v in s.flags_by_reason.items())
+        unmatched = (f"; {s.unmatched_flags} more flag{'s' if s.unmatched_flags != 1 else ''} name a reference it no longer has"
+                     if s.unmatched_flags else "")
+        lines.append(f"  flagged     {s.flagged_references:>7}   references flagged by reviewers"
+                     + (f" ({reasons})" if reasons else "") + unmatched)
         lines.append(f"  vocabulary  {s.vocabulary:>7}   distinct lower-cased tokens")
         top = ", ".join(f"{k} {v}" for k, v in list(s.scenes.items())[:8])
         more = f", ... ({len(s.scenes)} in all)" if len(s.scenes) > 8 else ""
@@ -229,6 +234,10 @@ def format_evaluation(m: dict[str, Any]) -> str:
              + (", references leave-one-out (human level)" if m.get("human") else "")
              + (f", only the images of {m['subset']}" if m.get("subset") else "")
              + (f", against the references of {m['refs']}" if m.get("refs") else "")
+             + (f", {m['skipped_flagged_refs']} flagged reference{'s' if m['skipped_flagged_refs'] != 1 else ''} left out"
+                if "skipped_flagged_refs" in m else "")
+             + (f" ({m['kept_flagged_refs']} more kept, of {m.get('images_all_refs_flagged', '?')} image(s) whose every reference is flagged)"
+                if m.get("kept_flagged_refs") else "")
              + (", ORACLE scenes (the dataset's true labels were in the prompts)" if m.get("scenes") == "oracle" else "")]
     lines.append(f"  {'metric':<9} {'score':>7}   95% interval ({m.get('resamples', 0)} bootstrap resamples)")
     for name in ALL_METRICS:

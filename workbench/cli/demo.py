@@ -21,7 +21,7 @@ from workbench.cli.common import (
 @app.command()
 @user_errors
 def tui(
-    screen: Annotated[str, typer.Option(help="Screen to open on: browse, review, jobs, runs.")] = "browse",
+    screen: Annotated[str, typer.Option(help="Screen to open on: browse, review, compare, jobs, runs.")] = "browse",
     images: Annotated[str | None, typer.Option(help="How images are drawn: auto, tgp (kitty), sixel, halfcell, off (default from config.toml).")] = None,
     reviewer: Annotated[str | None, typer.Option(help="Reviewer name for ratings (default: your OS user).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset to browse first (default: the first captioning dataset).")] = None,

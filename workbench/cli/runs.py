@@ -1,5 +1,5 @@
 """Commands over runs and their results: run a job kind in the foreground, list, show, compare and
-delete runs, export, rate, review analytics."""
+delete runs, export."""
 
 from __future__ import annotations
 
@@ -88,24 +88,28 @@ def runs_delete(
     name: Annotated[str, typer.Argument(help="Run name (a bare name: its newest version).")],
     yes: Annotated[bool, typer.Option("--yes", help="Really delete (without it, only list what would go).")] = False,
 ) -> None:
-    """Delete a run for good: its captions, scores, files, evaluations, and ratings (written to exports/ first)."""
+    """Delete a run for good: its captions, scores, files, evaluations, ratings and comparisons (written to exports/ first)."""
     from engine.jobs.deletion import delete, plan_deletion
+    from engine.store.catalog import held_phrase
 
     ws = State.workspace
     plan = plan_deletion(ws, name)
     for run, held in plan.runs:
         parts = [f"{n} {what}" for n, what in ((held.captions, "captions"), (held.scores, "scores"), (held.masks, "masks"),
-                                              (held.compositions, "compositions"), (held.ratings, "ratings")) if n]
+                                              (held.compositions, "compositions"), (held.ratings, "ratings"),
+                                              (held.comparisons, "comparisons")) if n]
         typer.echo(f"  {run.kind:<11} {run.name}: {', '.join(parts) or 'no rows'}")
     for folder in plan.folders:
         typer.echo(f"  folder      {folder}")
     for orphan in plan.orphans:
         typer.echo(f"  kept        {orphan.name} ({orphan.kind}), made from it; it loses that link")
+    judged = held_phrase(plan.ratings, plan.comparisons)
     if not yes:
         raise WorkbenchError("nothing deleted; run again with --yes to delete the above"
-                             + (f" ({plan.ratings} ratings are written to exports/ first)" if plan.ratings else ""))
+                             + (f" ({judged} are written to exports/ first)" if judged else ""))
     saved = delete(ws, plan)
-    typer.echo(f"deleted {', '.join(r.name for r, _ in plan.runs)}" + (f"; its {plan.ratings} ratings are saved in {saved}" if saved else ""))
+    typer.echo(f"deleted {', '.join(r.name for r, _ in plan.runs)}"
+               + (f"; its {judged} are saved in {', '.join(str(p) for p in saved)}" if saved else ""))
 
 
 @runs_app.command("show")
@@ -201,66 +205,3 @@ def export(
     result = progress_runner("export", {"run": run, "format": format, "output": str(output) if output else "", "split": split,
                                         "id": id, "force": force})
     typer.echo(result.message)
-
-
-@app.command()
-@user_errors
-def rate(
-    caption: Annotated[list[str], typer.Argument(
-        help="The caption and the score: RUN IMAGE SCORE (IMAGE a filename or the source's image id) or GENERATION_ID SCORE "
-             "(the generation_id column of `workbench export`); SCORE is 1 (bad) to 5 (good).", show_default=False)],
-    flag: Annotated[list[str] | None, typer.Option("--flag", help="hallucinated object, wrong count, wrong position, wrong scene, grammar (repeatable).")] = None,
-    note: Annotated[str, typer.Option(help="A free-text note.")] = "",
-    reviewer: Annotated[str | None, typer.Option(help="Reviewer name (default: your OS user).")] = None,
-) -> None:
-    """Rate one generated caption, named RUN IMAGE or by its generation id (the newest rating per reviewer counts; history is kept)."""
-    import getpass
-
-    from engine.store.results import add_rating, find_caption
-    from engine.store.runs import get_run
-
-    if len(caption) not in (2, 3) or not caption[-1].lstrip("-").isdigit():
-        raise WorkbenchError("rate: give RUN IMAGE SCORE or GENERATION_ID SCORE (e.g. `workbench rate gen.cap.test bareland_2.jpg 4`)")
-    score = int(caption[-1])
-    db = State.workspace.open_db()
-    if len(caption) == 3:
-        run = get_run(db, caption[0])
-        if run is None or run.kind not in ("generation", "baseline"):
-            raise WorkbenchError(f"rate: {caption[0]!r} is not a generation or baseline run (`workbench runs list`)")
-        found = find_caption(db, run_id=run.id, image=caption[1])
-        if found is None:
-            raise WorkbenchError(f"rate: run {run.name!r} has no caption of an image {caption[1]!r} (a filename or the source's image id)")
-    else:
-        if not caption[0].isdigit():
-            raise WorkbenchError(f"rate: {caption[0]!r} is not a generation id; name the caption as RUN IMAGE SCORE")
-        found = find_caption(db, int(caption[0]))
-        if found is None:
-            raise WorkbenchError(f"rate: no generated caption with id {caption[0]} (the generation_id column of `workbench export`)")
-    try:
-        rating = add_rating(db, found.generation_id, reviewer or getpass.getuser(), score, flag or (), note)
-    except ValueError as exc:
-        raise WorkbenchError(f"rate: {exc}") from None
-    typer.echo(f"rated caption {found.generation_id} of run {found.run} on {found.filename} ({found.text!r}): {rating.score} by {rating.reviewer}"
-               + (f", flags: {', '.join(rating.flags)}" if rating.flags else ""))
-
-
-@app.command()
-@user_errors
-def ratings(run: Annotated[str, typer.Argument(help="Generation or baseline run.")]) -> None:
-    """Review analytics of a run: reviewers, agreement (Krippendorff's alpha), ratings vs metrics."""
-    from engine.jobs.review import review_summary
-
-    s = review_summary(State.workspace.open_db(), run)
-    if not s.reviewers:
-        typer.echo(f"{s.run}: no ratings yet; rate captions with `workbench rate RUN IMAGE SCORE` (or the TUI's Review screen)")
-        return
-    typer.echo(f"{s.run}: {s.rated_images} images rated by {len(s.reviewers)} reviewers ({', '.join(f'{k} {v}' for k, v in s.reviewers.items())}), mean {s.mean_rating:.2f}")
-    typer.echo(f"  Krippendorff's alpha (ordinal) {s.alpha_ordinal:.3f} over {s.pairable_images} images rated by two or more")
-    if s.flags:
-        typer.echo("  flags: " + ", ".join(f"{k} {v}" for k, v in sorted(s.flags.items())))
-    if s.correlations:
-        typer.echo(f"  ratings vs per-image metrics of {s.evaluation}:")
-        typer.echo(f"  {'metric':<9} {'Spearman':>9} {'Kendall':>9} {'images':>7}")
-        for c in s.correlations:
-            typer.echo(f"  {c.metric:<9} {c.spearman:>9.3f} {c.kendall:>9.3f} {c.n:>7}")
-

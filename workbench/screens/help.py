@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -15,15 +16,18 @@ class HelpModal(ModalScreen[None]):
 
     def __init__(self, screen: Screen[object]) -> None:
         super().__init__()
-        self.about = (screen.__doc__ or "").strip()
+        self.about = Text(" ".join((screen.__doc__ or "").split()))  # one paragraph, never read as markup
         table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
         table.add_column(style="bold")
         table.add_column()
         seen = set()
+        rows: list[tuple[bool, str, str]] = []
         for key, active in screen.active_bindings.items():
             if active.binding.description and (active.binding.description, key) not in seen:
                 seen.add((active.binding.description, key))
-                table.add_row(self.app.get_key_display(active.binding), active.binding.description)
+                rows.append((not active.binding.id, self.app.get_key_display(active.binding), active.binding.description))
+        for _, key, description in sorted(rows, key=lambda r: r[0]):  # the workbench's keys first, then scrolling
+            table.add_row(key, description)
         table.add_row("ctrl+p", "Command palette: every action by name")
         self.keys = table
 

@@ -3,7 +3,7 @@ caption with its scores; next/previous without leaving the screen."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -17,7 +17,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from engine.store.reference_flags import ReferenceFlag, image_flags
 from engine.store.views import ImageDetail, image_detail
+from workbench.screens.reference_flag import ask_and_flag, references_text
 from workbench.widgets.picture import Picture, group_colour
 
 SCORE_COLUMNS = (("Bleu_1", "BLEU-1"), ("Bleu_4", "BLEU-4"), ("METEOR", "METEOR"), ("ROUGE_L", "ROUGE-L"), ("CIDEr", "CIDEr"))
@@ -28,6 +30,8 @@ SCORE_COLUMNS = (("Bleu_1", "BLEU-1"), ("Bleu_4", "BLEU-4"), ("METEOR", "METEOR"
 class DetailLoaded(Message):
     index: int
     detail: ImageDetail | None
+    flags: dict[str, list[ReferenceFlag]] = field(default_factory=dict)
+    """Reference text -> reviewers' current flags on it."""
 
 
 def legend(groups: list[str], present: set[int] | None = None) -> Text:
@@ -76,7 +80,7 @@ class ImageScreen(Screen[None]):
     """One image: every run's caption in full with its per-image scores (first: g scrolls back to
     them), the references, the composition and its prompt, the picture (m cycles the mask overlay
     of each segmentation run) and the class legend. n / p (or → / ←) move through the list it was
-    opened from."""
+    opened from. f flags a reference (misspelt, duplicated, not this image), for everyone to see."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="image.back"),
@@ -84,6 +88,7 @@ class ImageScreen(Screen[None]):
         Binding("p,left", "step(-1)", "Previous", id="image.previous"),
         Binding("m", "mask", "Mask", id="image.mask"),
         Binding("g", "captions", "Captions", id="image.captions"),
+        Binding("f", "flag_reference", "Flag ref", id="image.reference_flag"),
     ]
 
     def __init__(self, image_ids: list[int], index: int) -> None:
@@ -91,6 +96,7 @@ class ImageScreen(Screen[None]):
         self.image_ids = image_ids
         self.index = index
         self.detail: ImageDetail | None = None
+        self.flags: dict[str, list[ReferenceFlag]] = {}
         self.mask_choice = 0
         """0: no overlay; k: the k-th segmentation run's mask."""
 
@@ -111,12 +117,14 @@ class ImageScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="image-detail")
     def load(self, index: int) -> None:
-        self.post_message(DetailLoaded(index, image_detail(self.app.session.db, self.image_ids[index])))  # type: ignore[attr-defined]
+        db = self.app.session.db  # type: ignore[attr-defined]
+        image_id = self.image_ids[index]
+        self.post_message(DetailLoaded(index, image_detail(db, image_id), image_flags(db, image_id)))
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.index != self.index:
             return
-        self.detail = message.detail
+        self.detail, self.flags = message.detail, message.flags
         if self.detail is None:
             self.query_one("#image-title", Static).update("this image is no longer in the store")
             return
@@ -156,10 +164,7 @@ class ImageScreen(Screen[None]):
         else:
             comp = Text("No composition yet: a `compose` job makes one from masks.", style="italic")
         self.query_one("#image-composition", Static).update(comp)
-        refs = Text("References\n", style="bold")
-        for c in d.references:
-            refs.append(f"{c.idx + 1}. {c.text}" + ("  (repeated)" if c.is_duplicate else "") + "\n", style="")
-        self.query_one("#image-references", Static).update(refs)
+        self.query_one("#image-references", Static).update(references_text(d.references, self.flags, repeated=True))
         gens: RenderableType = (Group(Text("Generated captions", style="bold"), generated_captions(d)) if d.generations
                 else Text("No generated captions yet: `generate`, `baseline-knn` or `baseline-scene` jobs make them.\n", style="italic"))
         self.query_one("#image-generations", Static).update(gens)
@@ -175,6 +180,18 @@ class ImageScreen(Screen[None]):
     def action_captions(self) -> None:
         """Scroll back to the generated captions (the first thing in the pane)."""
         self.query_one("#image-info", VerticalScroll).scroll_to_widget(self.query_one("#image-generations", Static), top=True)
+
+    def action_flag_reference(self) -> None:
+        if self.detail is None:
+            return
+        detail = self.detail
+
+        def saved(flags: dict[str, list[ReferenceFlag]]) -> None:
+            if self.detail is detail:
+                self.flags = flags
+                self.query_one("#image-references", Static).update(references_text(detail.references, flags, repeated=True))
+
+        ask_and_flag(self, detail, self.flags, saved)
 
     def action_mask(self) -> None:
         if self.detail is None or not self.detail.masks:

@@ -23,11 +23,14 @@ from textual.widgets import Footer, Header, Static
 from engine.store.connection import is_locked, is_read_only_error
 from engine.store.results import add_rating, latest_evaluation, scores_of, withdraw_rating
 from engine.store.runs import list_runs
-from engine.store.views import ImageDetail, ReviewItem, image_detail, review_queue
+from engine.jobs.review import rating_queue
+from engine.store.views import ImageDetail, ReviewItem, image_detail
 from workbench.screens.choose import ChooseModal
 from workbench.screens.filters import Choices, default_run
 from workbench.screens.image import SCORE_COLUMNS
 from workbench.screens.prompt import PromptModal
+from engine.store.reference_flags import ReferenceFlag, image_flags
+from workbench.screens.reference_flag import ask_and_flag, references_text
 from workbench.widgets.picture import Picture
 
 BUSY_RETRIES = 30
@@ -42,6 +45,8 @@ class QueueLoaded(Message):
     items: list[ReviewItem]
     scores: dict[int, dict[str, float]]
     runs: list[tuple[str, str]]
+    others: frozenset[int] = frozenset()
+    """Generations another reviewer rated (the shared items)."""
 
 
 @dataclass
@@ -53,7 +58,8 @@ class ItemLoaded(Message):
 class ReviewScreen(Screen[None]):
     """Rate generated captions: 1-5 rates and moves on; h c w s g toggle the flags hallucinated
     object, wrong count, wrong position, wrong scene, grammar; n writes a note; z undoes; B hides
-    run names and scores (blind review); ← → move without rating; o picks the run. Captions I
+    run names and scores (blind review); ← → move without rating; o picks the run; f flags one of
+    the references (misspelt, duplicated, not this image), for everyone to see. Captions I
     have not rated come first. Each change is saved at once."""
 
     BINDINGS = [
@@ -67,6 +73,7 @@ class ReviewScreen(Screen[None]):
         Binding("right", "step(1)", "Next", show=False, id="review.next"),
         Binding("left", "step(-1)", "Previous", show=False, id="review.previous"),
         Binding("o", "choose_run", "Run", id="review.run"),
+        Binding("f", "flag_reference", "Flag ref", id="review.reference_flag"),
     ]
 
     def __init__(self) -> None:
@@ -76,11 +83,14 @@ class ReviewScreen(Screen[None]):
         self.items: list[ReviewItem] = []
         self.scores: dict[int, dict[str, float]] = {}
         self.runs: list[tuple[str, str]] = []
+        self.others: frozenset[int] = frozenset()
         self.index = 0
         self.blind = False
         self.undo_stack: list[tuple[int, int]] = []
         """(queue index, rating id) of each rating row this screen wrote."""
         self.detail: ImageDetail | None = None
+        self.ref_flags: dict[str, list[ReferenceFlag]] = {}
+        """Reference text -> reviewers' current flags on it, for the item shown."""
         self._details: dict[int, ImageDetail] = {}
         """image id -> detail, read ahead for the neighbours of the item shown."""
 
@@ -120,13 +130,14 @@ class ReviewScreen(Screen[None]):
             self.post_message(QueueLoaded("", None, [], {}, []))
             return
         evaluation = latest_evaluation(db, run.id)
+        queue = rating_queue(db, run.id, self.session.reviewer, self.session.workspace.config().review_overlap)
         self.post_message(QueueLoaded(
-            run.name, run.id, review_queue(db, run.id, self.session.reviewer), scores_of(db, evaluation) if evaluation else {},
-            [(r.name, f"{r.name} ({r.kind})") for r in runs]))
+            run.name, run.id, queue.items, scores_of(db, evaluation) if evaluation else {},
+            [(r.name, f"{r.name} ({r.kind})") for r in runs], queue.others))
 
     def on_queue_loaded(self, message: QueueLoaded) -> None:
-        self.run_name, self.run_id, self.items, self.scores, self.runs = (
-            message.run, message.run_id, message.items, message.scores, message.runs)
+        self.run_name, self.run_id, self.items, self.scores, self.runs, self.others = (
+            message.run, message.run_id, message.items, message.scores, message.runs, message.others)
         self.index = 0
         self.undo_stack.clear()
         self.set_class(not self.items, "-empty")
@@ -174,10 +185,8 @@ class ReviewScreen(Screen[None]):
             return
         self.detail = d = message.detail
         self.preload([self.items[i].image_id for i in (self.index + 1, self.index - 1) if 0 <= i < len(self.items)])
-        refs = Text("References\n", style="bold")
-        for c in d.references:
-            refs.append(f"{c.idx + 1}. {c.text}\n", style="")
-        self.query_one("#review-references", Static).update(refs)
+        self.ref_flags = image_flags(self.session.db, d.image.id)
+        self.query_one("#review-references", Static).update(references_text(d.references, self.ref_flags))
         ok = d.image.status == "ok"
         self.query_one(Picture).show(self.session.resolve(d.root, d.image.path) if ok else None,
                                      description=d.image.filename if ok else f"{d.image.status}: {d.image.filename}")
@@ -187,10 +196,11 @@ class ReviewScreen(Screen[None]):
         if item is None:
             return
         rated = sum(1 for i in self.items if i.score is not None)
+        shared = sum(1 for i in self.items if i.score is not None and i.generation_id in self.others)
         run = "(hidden: blind review)" if self.blind else self.run_name
         self.query_one("#review-bar", Static).update(
             f"{self.index + 1}/{len(self.items)} · run {run} · reviewer {self.session.reviewer} · "
-            f"rated {rated}/{len(self.items)}" + (" · blind" if self.blind else ""))
+            f"rated {rated}/{len(self.items)}" + (f", {shared} shared" if self.others else "") + (" · blind" if self.blind else ""))
         caption = Text()
         caption.append(f"{item.filename}" + (f" · {item.scene}" if item.scene else "") + "\n", style="dim")
         caption.append(item.text, style="bold")
@@ -285,6 +295,19 @@ class ReviewScreen(Screen[None]):
                 self.refresh_text()
 
         self.app.push_screen(PromptModal(f"Note on {item.filename}", item.note), done)
+
+    def action_flag_reference(self) -> None:
+        """f: flag one of the image's references (not the caption: that is h c w s g)."""
+        detail = self.detail
+        if self.item is None or detail is None or detail.image.id != self.item.image_id:
+            return
+
+        def saved(flags: dict[str, list[ReferenceFlag]]) -> None:
+            if self.detail is detail:
+                self.ref_flags = flags
+                self.query_one("#review-references", Static).update(references_text(detail.references, flags))
+
+        ask_and_flag(self, detail, self.ref_flags, saved)
 
     def action_undo(self) -> None:
         if not self.undo_stack:

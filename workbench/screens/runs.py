@@ -142,6 +142,43 @@ class Compared(Message):
     text: RenderableType
 
 
+@dataclass
+class ReviewLoaded(Message):
+    run_id: int
+    text: Text
+
+
+def review_view(summary: Any, pairs: list[Any]) -> Text:
+    """A generation run's review: reviewers, agreement with the items it rests on, the mean
+    rating per scene, each metric's Spearman correlation with the ratings, and every blind
+    pairwise comparison it took part in."""
+    from engine.jobs.review import pairwise_lines
+
+    out = Text()
+    s = summary
+    out.append("Review\n", style="bold")
+    if s.reviewers:
+        out.append(f"{s.rated_images} image{'s' if s.rated_images != 1 else ''} rated by "
+                   f"{', '.join(f'{k} ({v})' for k, v in s.reviewers.items())}; mean {s.mean_rating:.2f}\n")
+        alpha = f"{s.alpha_ordinal:.3f}" if s.pairable_images else "n/a"
+        out.append(f"Krippendorff's alpha (ordinal) {alpha} over {s.pairable_images} images rated by two or more\n")
+        if s.per_scene:
+            out.append("mean rating per scene: " + ", ".join(f"{k} {m:.2f} ({n})" for k, (m, n) in s.per_scene.items()) + "\n")
+        if s.correlations and max(c.n for c in s.correlations) < 3:
+            out.append(f"Spearman with the metrics of {s.evaluation}: needs 3 or more rated images\n", style="dim")
+        elif s.correlations:
+            out.append(f"Spearman with the ratings ({s.evaluation}): "
+                       + ", ".join(f"{c.metric} {c.spearman:.2f} (n {c.n})" if c.n >= 3 else f"{c.metric} n/a (n {c.n})"
+                                   for c in s.correlations) + "\n")
+    else:
+        out.append("no ratings yet (r: Review)\n", style="dim")
+    for pair in pairs:
+        out.append("\n".join(pairwise_lines(pair)) + "\n")
+    if not pairs:
+        out.append("no blind comparisons yet (v: Compare)\n", style="dim")
+    return out
+
+
 class RunsScreen(Screen[None]):
     """Every run: params, metrics (with 95% intervals), per-scene scores, per-class IoU and
     confusion matrix, loss curve. space marks a run as A; c compares the highlighted run (B) with
@@ -149,7 +186,7 @@ class RunsScreen(Screen[None]):
 
     BINDINGS = [
         Binding("space", "mark", "Mark A", id="runs.mark"),
-        Binding("c", "compare", "Compare", id="runs.compare"),
+        Binding("c", "compare", "Scores A/B", id="runs.compare"),
         Binding("g", "reload", "Reload", id="runs.reload"),
     ]
 
@@ -171,6 +208,7 @@ class RunsScreen(Screen[None]):
                 yield Sparkline([], id="run-curve")
                 yield Static("", id="run-compare")
                 yield Static("", id="run-beside")
+                yield Static("", id="run-review")
                 yield Static("", id="run-metrics")
                 yield Static("", id="run-params")
         yield Static("", id="runs-empty", classes="empty")
@@ -255,6 +293,9 @@ class RunsScreen(Screen[None]):
             body = other_metrics(m)
         self.query_one("#run-metrics", Static).update(body)
         self.query_one("#run-beside", Static).update("")
+        self.query_one("#run-review", Static).update("")
+        if run.kind in ("generation", "baseline"):
+            self.load_review(run)
         self.query_one("#run-curve-label", Static).update(headline(m))
         self.query_one("#run-curve", Sparkline).data = []
         self.query_one("#run-curve").set_class(True, "-hidden")
@@ -281,6 +322,18 @@ class RunsScreen(Screen[None]):
             t.add_row(b.label + (" (ORACLE scenes)" if b.scenes == "oracle" else ""),
                       *(f"{b.scores[c]:.3f}" for c in cols))
         self.query_one("#run-beside", Static).update(t)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="run-review")
+    def load_review(self, run: Run) -> None:
+        from engine.jobs.review import pairwise_summaries, review_summary
+
+        db = self.app.session.db  # type: ignore[attr-defined]
+        self.post_message(ReviewLoaded(run.id, review_view(review_summary(db, run.name), pairwise_summaries(db, run.id))))
+
+    def on_review_loaded(self, m: ReviewLoaded) -> None:
+        run = self.selected
+        if run is not None and run.id == m.run_id:
+            self.query_one("#run-review", Static).update(m.text)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="run-curve")
     def load_curve(self, run: Run) -> None:

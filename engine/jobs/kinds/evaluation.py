@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -25,9 +25,11 @@ from engine.evaluation.tokenize import java_available
 from engine.jobs.base import JobContext, JobKind, JobResult
 from engine.jobs.lookup import check_run_name, dataset_of_kind, finished_run, staged_run
 from engine.store.catalog import captions_for, get_dataset_by_id, list_images
+from engine.store.reference_flags import flagged_references
 from engine.store.results import add_scores, generations_of, scores_of
 
 GENERATION_KINDS = ("generation", "baseline")
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class EvaluateParams:
     """Score against another dataset's references (e.g. the official COCO-format val references), images matched by filename."""
     match: Literal["filename", "id"] = "filename"
     """How refs= images are matched: by filename, or by the source's image id (COCO files only: a Karpathy imgid is a list position)."""
+    skip_flagged_refs: bool = False
+    """Leave out the references a reviewer flags now (of an exact repeat flagged only duplicated, the first copy stays); an image whose references would all go keeps them."""
     metrics: tuple[str, ...] = METRICS
     """Comma-separated toolkit metric names (SPICE is reported unavailable)."""
     tokenizer: Literal["auto", "java", "python"] = "auto"
@@ -91,6 +95,7 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
     if use_java and not java_available():
         raise EvaluationError("tokenizer=java: Java is not installed; use tokenizer=python (METEOR needs Java)")
     subset = _subset_images(ctx, params.subset)
+    skipped = (0, 0, 0)
     if params.generation is not None:
         source = finished_run(ctx, "generation", params.generation, GENERATION_KINDS, "generation or baseline", EvaluationError)
         gens = generations_of(ctx.db, source.id)
@@ -104,13 +109,16 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
             raise EvaluationError(f"generation run {source.name!r} captions {len(gens)} of the {len(subset)} images of "
                                   f"{params.subset!r}; a paired comparison needs them all")
         if params.refs is not None:
-            references, scene_of = _other_references(ctx, params, images, gens)
+            references, scene_of, skipped = _other_references(ctx, params, images, gens)
         else:
             refs = captions_for(ctx.db, [g.image_id for g in gens])
             missing = [images[g.image_id].filename for g in gens if not refs[g.image_id]]
             if missing:
                 raise EvaluationError(f"references missing for {len(missing)} images (first: {', '.join(missing[:3])}); every scored image needs references")
             references = {g.image_id: [c.text for c in refs[g.image_id]] for g in gens}
+            if params.skip_flagged_refs:
+                references, skipped = leave_out_flagged(
+                    references, {g.image_id: images[g.image_id].filename for g in gens}, flagged_references(ctx.db, source.dataset_id or 0))
             scene_of = {g.image_id: images[g.image_id].scene or "(none)" for g in gens}
         hypotheses: dict[Hashable, str] = {g.image_id: g.text for g in gens}
         family = params.name or f"eval.{source.name}" + (f".refs-{params.refs}" if params.refs else "")
@@ -120,7 +128,10 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
         ds = dataset_of_kind(ctx, params.human, "captioning", "ingest one with `workbench ingest captions PATH`")  # type: ignore[arg-type]
         images = {im.id: im for im in list_images(ctx.db, ds.id, split=split) if subset is None or im.id in subset}
         refs = captions_for(ctx.db, list(images))
-        references, hypotheses = leave_one_out({i: [c.text for c in refs[i]] for i in images}, distinct=params.distinct)
+        own: dict[Hashable, list[str]] = {i: [c.text for c in refs[i]] for i in images}
+        if params.skip_flagged_refs:
+            own, skipped = leave_out_flagged(own, {i: im.filename for i, im in images.items()}, flagged_references(ctx.db, ds.id))
+        references, hypotheses = leave_one_out(own, distinct=params.distinct)
         if not hypotheses:
             raise EvaluationError(f"dataset {ds.name!r} has no images with two or more references{'' if split is None else f' in split {split}'}")
         scene_of = {key: images[key[0]].scene or "(none)" for key in hypotheses if isinstance(key, tuple)}
@@ -149,6 +160,9 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
         "captions": len(scores.keys), "tokenizer": scores.tokenizer, "unavailable": scores.unavailable,
         "resamples": params.resamples, "human": params.human is not None, "subset": params.subset, "refs": params.refs,
     }
+    if params.skip_flagged_refs:
+        metrics |= {"skipped_flagged_refs": skipped[0], "kept_flagged_refs": skipped[1], "images_all_refs_flagged": skipped[2]}
+        label += f"; {flagged_phrase(*skipped)}"
     if params.generation is not None and source.metrics.get("scenes"):
         metrics["scenes"] = source.metrics["scenes"]  # "oracle": it read the true scene of the images it captions
     stored = {**asdict(params), "name": family, "metrics": list(params.metrics)}
@@ -164,9 +178,11 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
                      data={"corpus": scores.corpus, "ci95": intervals, "name": stage.published.run.name})  # type: ignore[union-attr]
 
 
-def _other_references(ctx: JobContext, params: EvaluateParams, images: dict[int, Any], gens: list[Any]) -> tuple[dict[Hashable, list[str]], dict[Hashable, str]]:
+def _other_references(ctx: JobContext, params: EvaluateParams, images: dict[int, Any],
+                      gens: list[Any]) -> tuple[dict[Hashable, list[str]], dict[Hashable, str], tuple[int, int, int]]:
     """References (and scenes) of the generated captions' images from another dataset, matched by
-    filename (or by source id, for COCO files only).
+    filename (or by source id, for COCO files only); with ``skip_flagged_refs``, less the ones
+    flagged there (and the counts of :func:`leave_out_flagged`).
 
     :raises EvaluationError: if the match is ambiguous by construction or images are missing
     """
@@ -192,8 +208,51 @@ def _other_references(ctx: JobContext, params: EvaluateParams, images: dict[int,
     if empty:
         raise EvaluationError(f"refs={other.name!r}: {len(empty)} matched images have no references (first: {', '.join(empty[:3])})")
     references: dict[Hashable, list[str]] = {i: [c.text for c in refs[im.id]] for i, im in pairs.items()}  # type: ignore[union-attr]
+    skipped = (0, 0, 0)
+    if params.skip_flagged_refs:
+        references, skipped = leave_out_flagged(references, {i: im.filename for i, im in pairs.items()},  # type: ignore[union-attr]
+                                                flagged_references(ctx.db, other.id))
     scene_of: dict[Hashable, str] = {i: im.scene or images[i].scene or "(none)" for i, im in pairs.items()}  # type: ignore[union-attr]
-    return references, scene_of
+    return references, scene_of, skipped
+
+
+def leave_out_flagged(references: Mapping[K, list[str]], filename_of: Mapping[Any, str],
+                      flagged: Mapping[tuple[str, str], set[str]]) -> tuple[dict[K, list[str]], tuple[int, int, int]]:
+    """Each image's references less the ones a reviewer flags now. A flag names a text, so it marks
+    every copy of a repeated reference; a text flagged only ``duplicated`` keeps its first copy
+    where the image repeats it exactly (the copies are the problem, not the text). An image whose
+    references would all go keeps them all, rather than having none to be scored against.
+
+    :returns: the references, and (references left out, flagged references kept that way, their images)
+    """
+    out: dict[K, list[str]] = {}
+    left_out = kept = kept_images = 0
+    for key, texts in references.items():
+        filename = filename_of[key]
+        seen: set[str] = set()
+        usable = []
+        for text in texts:
+            reasons = flagged.get((filename, text))
+            if not reasons or (reasons == {"duplicated"} and texts.count(text) > 1 and text not in seen):
+                usable.append(text)
+            seen.add(text)
+        if usable:
+            left_out += len(texts) - len(usable)
+            out[key] = usable
+        else:
+            kept += len(texts)
+            kept_images += 1
+            out[key] = texts
+    return out, (left_out, kept, kept_images)
+
+
+def flagged_phrase(left_out: int, kept: int, kept_images: int) -> str:
+    """What skip_flagged_refs did, for the job's message."""
+    text = f"left out {left_out} flagged reference{'s' if left_out != 1 else ''}"
+    if kept:
+        text += (f" (kept {kept} more, of {kept_images} image{'s' if kept_images != 1 else ''} whose every reference is flagged:"
+                 " without them there would be nothing to score against)")
+    return text
 
 
 def _per_image(scores: Scores) -> dict[int, dict[str, float]]:

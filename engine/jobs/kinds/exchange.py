@@ -22,10 +22,12 @@ from typing import Any, Literal
 from engine.datasets.errors import DatasetError
 from engine.evaluation.metrics import ALL_METRICS, EvaluationError
 from engine.jobs.base import JobContext, JobKind, JobResult
+from engine.jobs.review import pairwise_summaries, review_summary
 from engine.jobs.kinds.evaluation import GENERATION_KINDS
 from engine.jobs.lookup import check_run_name, dataset_of_kind, staged_run
 from engine.store.catalog import get_dataset_by_id, list_images
 from engine.store.models import Dataset, Image
+from engine.store.reference_flags import flags_by_reference
 from engine.store.results import add_generations, export_rows, latest_evaluation
 from engine.store.runs import get_run, get_run_by_id
 
@@ -132,7 +134,7 @@ class ExportParams:
     run: str
     """Generation or baseline run (or an evaluation run: its generation run is exported)."""
     format: Literal["csv", "jsonl", "coco"] = "jsonl"
-    """csv / jsonl: a row per image; coco: the results file plus <name>.metrics.json."""
+    """csv / jsonl: a row per image; coco: the results file. Each with a metrics file beside it (scores, review, comparisons)."""
     output: str = ""
     """File to write (default: WORKSPACE/exports/<run>.<format>)."""
     split: Literal["all", "train", "val", "test"] = "all"
@@ -185,29 +187,43 @@ def export(params: ExportParams, ctx: JobContext) -> JobResult:
     if not rows:
         raise EvaluationError(f"run {run.name!r} has no generated captions{'' if params.split == 'all' else f' in split {params.split}'} to export")
     rows = [{"image_id": _image_id(r, params.id), "run": run.name, **{k: v for k, v in r.items() if k != "source_id"}} for r in rows]
+    dataset = get_dataset_by_id(ctx.db, run.dataset_id) if run.dataset_id else None
+    if dataset is not None and params.format != "coco":
+        _add_reference_flags(ctx, dataset.name, rows)
     suffix = {"csv": "csv", "jsonl": "jsonl", "coco": "json"}[params.format]
     path = Path(params.output).expanduser() if params.output else ctx.workspace.exports_dir / f"{run.name}.{suffix}"
     evaluation = latest_evaluation(ctx.db, run.id)
     metrics = get_run_by_id(ctx.db, evaluation).metrics if evaluation is not None else {}  # type: ignore[union-attr]
-    written = [path]
+    # coco: beside results.json as results.metrics.json (what evaluators expect); csv and jsonl:
+    # beside the file as FILE.metrics.json, so exports of one run in several formats never collide.
+    metrics_path = path.with_name((path.stem if params.format == "coco" else path.name) + ".metrics.json")
+    if metrics_path.exists() and not params.force:
+        raise DatasetError(f"{metrics_path}: exists; pass --force to overwrite it")
     if params.format == "jsonl":
         write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), params.force)
     elif params.format == "csv":
         write_atomic(path, _csv(rows), params.force)
     else:
-        results = [{"image_id": r["image_id"], "caption": r["caption"]} for r in rows]
-        metrics_path = path.with_name(path.stem + ".metrics.json")
-        if metrics_path.exists() and not params.force:
-            raise DatasetError(f"{metrics_path}: exists; pass --force to overwrite it")
-        write_atomic(path, json.dumps(results, ensure_ascii=False), params.force)
-        corpus = {m: metrics[m] for m in ALL_METRICS if m in metrics}
-        write_atomic(metrics_path, json.dumps({"run": run.name, "corpus": corpus, "ci95": metrics.get("ci95", {}),
-                                               "unavailable": metrics.get("unavailable", {}), "tokenizer": metrics.get("tokenizer"),
-                                               "scenes": run.metrics.get("scenes"), "image_id": params.id}, indent=2), True)
-        written.append(metrics_path)
-    dataset = get_dataset_by_id(ctx.db, run.dataset_id) if run.dataset_id else None
+        write_atomic(path, json.dumps([{"image_id": r["image_id"], "caption": r["caption"]} for r in rows], ensure_ascii=False),
+                     params.force)
+    corpus = {m: metrics[m] for m in ALL_METRICS if m in metrics}
+    write_atomic(metrics_path, json.dumps({
+        "run": run.name, "corpus": corpus, "ci95": metrics.get("ci95", {}), "unavailable": metrics.get("unavailable", {}),
+        "tokenizer": metrics.get("tokenizer"), "scenes": run.metrics.get("scenes"), "image_id": params.id,
+        "review": review_summary(ctx.db, run.name).to_dict(),
+        "comparisons": [s.to_dict() for s in pairwise_summaries(ctx.db, run.id)]}, indent=2), True)
+    written = [path, metrics_path]
     return JobResult(f"wrote {len(rows)} rows of {run.name}{f' ({dataset.name})' if dataset else ''} to {', '.join(map(str, written))}",
                      run_id=run.id, data={"rows": len(rows), "paths": [str(p) for p in written]})
+
+
+def _add_reference_flags(ctx: JobContext, dataset: str, rows: list[dict[str, Any]]) -> None:
+    """``reference_flags``, beside ``references``: for each reference (same order), every reviewer's
+    current flag on it (flag, reviewer, note); an empty list where nobody flags it."""
+    flags = flags_by_reference(ctx.db, dataset, [r["filename"] for r in rows])
+    for r in rows:
+        r["reference_flags"] = [[{"flag": f.flag, "reviewer": f.reviewer, "note": f.note} for f in flags.get((r["filename"], text), [])]
+                                for text in r["references"]]
 
 
 CSV_COLUMNS = ("image_id", "filename", "store_image_id", "generation_id", "run", "split", "scene", "caption")
@@ -218,12 +234,13 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     metric_names = [m for m in ALL_METRICS if any(m in r["scores"] for r in rows)]
-    writer.writerow([*CSV_COLUMNS, *metric_names, "references", "ratings"])
+    writer.writerow([*CSV_COLUMNS, *metric_names, "references", "ratings", "reference_flags"])
     for r in rows:
         writer.writerow([
             *("" if r[c] is None else r[c] for c in CSV_COLUMNS),
             *[repr(r["scores"][m]) if m in r["scores"] else "" for m in metric_names],
             json.dumps(r["references"], ensure_ascii=False), json.dumps(r["ratings"], ensure_ascii=False),
+            json.dumps(r.get("reference_flags", [[] for _ in r["references"]]), ensure_ascii=False),
         ])
     return buf.getvalue()
 

@@ -19,7 +19,7 @@ from engine.datasets.errors import DatasetError
 from engine.datasets.images import FolderProbe, ProbeBatch, outside_links, probe_images, relative_inside, summarize_problems
 from engine.datasets.scenes import read_scene_lists, scene_from_filename
 from engine.jobs.base import JobContext, JobKind, JobResult
-from engine.store.catalog import DatasetWriter, dataset_stats, get_dataset, insert_dataset
+from engine.store.catalog import DatasetWriter, dataset_stats, get_dataset, held_phrase, insert_dataset
 from engine.store.models import Dataset, NewImage
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -233,7 +233,7 @@ def ingest_captions(params: IngestCaptionsParams, ctx: JobContext) -> JobResult:
                     + (f"; not in the lists of {params.scenes})" if params.scenes else "; give --scenes DIR)"))
     if writer.superseded is not None:
         kept, rated = writer.superseded
-        message += f"; the dataset it replaced holds {rated} rating{'s' if rated != 1 else ''} and is kept as {kept}, with its runs"
+        message += f"; the dataset it replaced holds {held_phrase(*rated)} and is kept as {kept}, with its runs"
     _remove_folders(ctx, writer.emptied)
     ctx.log.info(message)
     return JobResult(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,8 +14,10 @@ from engine.jobs import ParamsError
 from engine.jobs.compare import compare_runs
 from engine.jobs.foreground import run_foreground
 from engine.jobs.review import review_summary
+from engine.store.catalog import captions_for, get_dataset, list_images
+from engine.store.reference_flags import flag_reference, image_flags
 from engine.store.results import add_rating, generations_of, scores_of
-from engine.store.runs import get_run
+from engine.store.runs import get_run, get_run_by_id
 from engine.workspace import Workspace
 from tests.conftest import fails_unchanged
 
@@ -186,3 +189,109 @@ def test_unknown_metric_is_a_params_error() -> None:
 
     with pytest.raises(ParamsError, match="metrics: unknown metric 'Cider'"):
         get_kind("evaluate").parse({"generation": "x", "metrics": "Cider"})
+
+
+# ------------------------------------------------------------------------------------------------
+# Flagged references: evaluate skip_flagged_refs=true, export, stats, re-ingest
+# ------------------------------------------------------------------------------------------------
+
+def _references(ws: Workspace) -> tuple[list[Any], dict[int, list[str]]]:
+    db = ws.open_db()
+    try:
+        ds = get_dataset(db, "syn")
+        images = list_images(db, ds.id)  # type: ignore[union-attr]
+        return images, {i: [c.text for c in cs] for i, cs in captions_for(db, [im.id for im in images]).items()}
+    finally:
+        db.close()
+
+
+def test_leave_out_flagged_keeps_one_copy_of_a_repeat_flagged_duplicated() -> None:
+    from engine.jobs.kinds.evaluation import leave_out_flagged
+
+    refs: dict[int, list[str]] = {1: ["a", "b", "b", "c", "d", "d"], 2: ["x", "y"], 3: ["z"]}
+    flagged = {("f1", "b"): {"duplicated"}, ("f1", "c"): {"duplicated"}, ("f1", "d"): {"duplicated", "misspelt"},
+               ("f2", "x"): {"misspelt"}, ("f2", "y"): {"not this image"}}
+    out, counts = leave_out_flagged(refs, {1: "f1", 2: "f2", 3: "f3"}, flagged)
+    assert out == {1: ["a", "b"], 2: ["x", "y"], 3: ["z"]}  # every copy of d goes: misspelt as well
+    assert counts == (4, 2, 1)
+
+
+def test_skip_flagged_refs_leaves_them_out_says_how_many_and_the_default_is_unchanged(ws: Workspace) -> None:
+    base = run_foreground(ws, "evaluate", {"generation": "first", **PY})
+    images, refs = _references(ws)
+    db = ws.open_db()
+    a, b, c = images[0], images[1], images[2]
+    flag_reference(db, "syn", a.filename, refs[a.id][0], "ann", "misspelt")  # the caption "first" copies
+    for text in refs[b.id]:  # every reference of b: kept, and counted
+        flag_reference(db, "syn", b.filename, text, "bob", "not this image")
+    flag_reference(db, "syn", c.filename, refs[c.id][1], "ann", "misspelt")
+    flag_reference(db, "syn", c.filename, refs[c.id][1], "ann", None)  # cleared: counts no more
+    again = run_foreground(ws, "evaluate", {"generation": "first", **PY})
+    assert again.data["corpus"] == base.data["corpus"] and "flagged" not in again.message
+    assert "skipped_flagged_refs" not in get_run_by_id(db, again.run_id).metrics  # type: ignore[arg-type,union-attr]
+
+    result = run_foreground(ws, "evaluate", {"generation": "first", "skip_flagged_refs": "true", **PY})
+    run = get_run_by_id(db, result.run_id)  # type: ignore[arg-type]
+    assert run is not None and run.params["skip_flagged_refs"] is True
+    left_out = refs[a.id].count(refs[a.id][0])
+    assert (run.metrics["skipped_flagged_refs"], run.metrics["kept_flagged_refs"], run.metrics["images_all_refs_flagged"]) == (
+        left_out, len(refs[b.id]), 1)
+    assert (f"left out {left_out} flagged reference{'s' if left_out != 1 else ''} (kept {len(refs[b.id])} more, of 1 image "
+            "whose every reference is flagged") in result.message
+    before, after = scores_of(db, base.run_id), scores_of(db, run.id)  # type: ignore[arg-type]
+    assert after[a.id]["Bleu_4"] < before[a.id]["Bleu_4"] == pytest.approx(1.0)  # its copy of the caption is gone
+    assert after[b.id]["Bleu_4"] == before[b.id]["Bleu_4"] and after[c.id]["Bleu_4"] == before[c.id]["Bleu_4"]
+
+    human = run_foreground(ws, "evaluate", {"human": "syn", "skip_flagged_refs": "true", **PY})
+    assert get_run_by_id(db, human.run_id).metrics["skipped_flagged_refs"] == left_out  # type: ignore[arg-type,union-attr]
+
+
+def test_export_carries_each_references_current_flags(ws: Workspace, tmp_path: Path) -> None:
+    images, refs = _references(ws)
+    db = ws.open_db()
+    a = images[0]
+    flag_reference(db, "syn", a.filename, refs[a.id][2], "ann", "misspelt", "parkinglot")
+    flag_reference(db, "syn", a.filename, refs[a.id][2], "bob", "duplicated")
+    run_foreground(ws, "export", {"run": "first", "format": "jsonl", "output": str(tmp_path / "x.jsonl")})
+    rows = {r["filename"]: r for r in map(json.loads, (tmp_path / "x.jsonl").read_text().splitlines())}
+    row = rows[a.filename]
+    assert len(row["reference_flags"]) == len(row["references"])
+    flagged = [k for k, text in enumerate(row["references"]) if text == refs[a.id][2]]
+    assert row["reference_flags"][flagged[0]] == [{"flag": "misspelt", "reviewer": "ann", "note": "parkinglot"},
+                                                   {"flag": "duplicated", "reviewer": "bob", "note": ""}]
+    assert all(row["reference_flags"][k] == [] for k in range(len(row["references"])) if k not in flagged)
+    assert all(r["reference_flags"] == [[]] * len(r["references"]) for name, r in rows.items() if name != a.filename)
+    run_foreground(ws, "export", {"run": "first", "format": "csv", "output": str(tmp_path / "x.csv")})
+    with (tmp_path / "x.csv").open(newline="") as fh:
+        table = {r["filename"]: r for r in csv.DictReader(fh)}
+    assert json.loads(table[a.filename]["reference_flags"]) == row["reference_flags"]
+
+
+def test_a_flag_survives_reingest_with_replace_and_counts_in_stats_and_evaluate(ws: Workspace, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    images, refs = _references(ws)
+    db = ws.open_db()
+    annotations = get_dataset(db, "syn").annotations  # type: ignore[union-attr]
+    a, b = images[0], images[1]
+    flag_reference(db, "syn", a.filename, refs[a.id][0], "ann", "misspelt")
+    flag_reference(db, "syn", b.filename, refs[b.id][3], "bob", "not this image")
+    add_rating(db, generations_of(db, get_run(db, "first").id)[0].id, "ann", 4)  # type: ignore[union-attr]
+    db.close()  # a rated dataset is kept as syn~ID, so the new one gets new row ids
+    runner = CliRunner()
+    result = runner.invoke(app, ["--workspace", str(ws.root), "ingest", "captions", str(annotations), "--name", "syn", "--replace"])
+    assert result.exit_code == 0, result.output
+    db = ws.open_db()
+    new = list_images(db, get_dataset(db, "syn").id)  # type: ignore[union-attr]
+    new_a = next(im for im in new if im.filename == a.filename)
+    assert new_a.id != a.id and get_dataset(db, f"syn~{a.dataset_id}") is not None  # new rows; the flag applies by filename and text
+    assert [f.flag for f in image_flags(db, new_a.id)[refs[a.id][0]]] == ["misspelt"]
+    stats = runner.invoke(app, ["--workspace", str(ws.root), "stats", "syn"])
+    flagged = refs[a.id].count(refs[a.id][0]) + refs[b.id].count(refs[b.id][3])
+    assert stats.exit_code == 0 and (f"flagged     {flagged:>7}   references flagged by reviewers (misspelt "
+                                     f"{refs[a.id].count(refs[a.id][0])}, not this image {refs[b.id].count(refs[b.id][3])})") in stats.output
+    run_foreground(ws, "import-generations", {"results": str(tmp_path / "first.json"), "dataset": "syn", "name": "again"})
+    scored = run_foreground(ws, "evaluate", {"generation": "again", "skip_flagged_refs": "true", **PY})
+    assert get_run_by_id(db, scored.run_id).metrics["skipped_flagged_refs"] == flagged  # type: ignore[arg-type,union-attr]

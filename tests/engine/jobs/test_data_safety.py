@@ -140,3 +140,57 @@ def test_runs_delete_lists_needs_yes_and_saves_the_ratings_first(ws: Workspace) 
     assert all(r["filename"] and r["caption"] for r in rows)
     db = ws.open_db()
     assert get_run(db, "gen") is None and get_run(db, "eval.gen") is None and ratings(ws) == []
+
+
+def compare_two(w: Workspace) -> list[dict[str, Any]]:
+    """Two blind verdicts on runs gen and other (imported here), one of them undone."""
+    from engine.store.comparisons import add_comparison, withdraw_comparison
+
+    run_foreground(w, "import-generations", {"results": str(w.root.parent / "other.json"), "dataset": "syn", "name": "other"})
+    db = w.open_db()
+    a, b = generations_of(db, get_run(db, "gen").id), generations_of(db, get_run(db, "other").id)  # type: ignore[union-attr]
+    add_comparison(db, a[0].id, b[0].id, "ann", "left")
+    wrong = add_comparison(db, b[1].id, a[1].id, "ann", "tie")
+    withdraw_comparison(db, wrong, "ann")
+    rows = list(db.query("SELECT * FROM comparisons ORDER BY id"))
+    db.close()
+    return rows
+
+
+def comparisons(w: Workspace) -> list[dict[str, Any]]:
+    db = w.open_db()
+    try:
+        return list(db.query("SELECT * FROM comparisons ORDER BY id"))
+    finally:
+        db.close()
+
+
+def test_comparisons_keep_a_replaced_run_and_a_reingested_dataset(ws: Workspace, tmp_path: Path) -> None:
+    compared = compare_two(ws)
+    assert len(compared) == 3 and compared[2]["undoes"] == compared[1]["id"] and compared[2]["choice"] is None
+    old = get_run(ws.open_db(), "gen")
+    result = run_foreground(ws, "import-generations", {"results": str(tmp_path / "other.json"), "dataset": "syn", "name": "gen",
+                                                       "replace": "true"})
+    assert f"holds 3 comparisons and is kept as gen~{old.id} (superseded)" in result.message  # type: ignore[union-attr]
+    dataset = get_dataset(ws.open_db(), "syn")
+    result = run_foreground(ws, "ingest-captions", {"path": str(ws.root / "data"), "name": "syn", "replace": "true"})
+    assert f"holds 3 comparisons and is kept as syn~{dataset.id}" in result.message  # type: ignore[union-attr]
+    assert comparisons(ws) == compared
+
+
+def test_runs_delete_writes_the_comparisons_to_a_file_first(ws: Workspace) -> None:
+    from workbench.cli import app
+
+    compared = compare_two(ws)
+    cli = CliRunner()
+    listing = cli.invoke(app, ["-w", str(ws.root), "runs", "delete", "other"])
+    assert listing.exit_code == 1 and "generation  other: 12 captions, 3 comparisons" in listing.output, listing.output
+    assert "(3 comparisons are written to exports/ first)" in listing.output
+    done = cli.invoke(app, ["-w", str(ws.root), "runs", "delete", "other", "--yes"])
+    assert done.exit_code == 0, done.output
+    saved = next(ws.exports_dir.glob("comparisons-of-other-*.jsonl"))
+    assert f"its 3 comparisons are saved in {saved}" in done.output
+    rows = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert [(r["reviewer"], r["choice"], r["undoes"]) for r in rows] == [(c["reviewer"], c["choice"], c["undoes"]) for c in compared]
+    assert all(r["left_caption"] is not None and r["right_run"] for r in rows)
+    assert comparisons(ws) == [] and get_run(ws.open_db(), "gen") is not None

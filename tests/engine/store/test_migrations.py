@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlite_utils
@@ -123,8 +124,23 @@ def _filled(path: Path, upto: str) -> sqlite3.Connection:
     ratings = [(1, "ann", 4, '["grammar"]', "fine"), (1, "ann", 2, '["wrong count", "grammar"]', "two, not three"),
                (2, "bob", 5, "[]", ""), (3, "bob", None, '["hallucinated object"]', "no boat here")]
     c.executemany("INSERT INTO ratings (generation_id, reviewer, score, flags, note, created_at) VALUES (?, ?, ?, ?, ?, 't')", ratings)
+    tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "comparisons" in tables:  # from 0007 on; the next migrations must keep them too
+        c.execute("INSERT INTO runs (kind, name, family, created_at, status) VALUES ('baseline', 'knn', 'knn', 't', 'complete')")
+        c.execute("INSERT INTO generations (run_id, image_id, text, created_at) VALUES (3, 1, 'other caption', 't')")
+        c.executemany("INSERT INTO comparisons (left_generation_id, right_generation_id, reviewer, choice, created_at, undoes)"
+                      " VALUES (?, ?, ?, ?, 't', ?)", [(1, 4, "ann", "left", None), (4, 1, "bob", "both_bad", None),
+                                                       (4, 1, "bob", None, 2)])
+        c.executemany("INSERT INTO reference_flags (dataset, filename, text, reviewer, flag, note, created_at) VALUES (?, ?, ?, ?, ?, ?, 't')",
+                      [("d", "1.jpg", "a pond", "ann", "misspelt", "pnod"), ("d", "1.jpg", "a pond", "ann", None, "")])
     c.commit()
     return c
+
+
+def _peoples_rows(conn: sqlite3.Connection) -> dict[str, list[Any]]:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    queries = {"comparisons": "SELECT * FROM comparisons ORDER BY id", "reference_flags": "SELECT * FROM reference_flags ORDER BY id"}
+    return {t: conn.execute(q).fetchall() for t, q in queries.items() if t in tables}
 
 
 RATING_COLUMNS = "id, generation_id, reviewer, score, flags, note, created_at"
@@ -141,8 +157,9 @@ def test_every_migration_keeps_ratings_flags_and_notes(tmp_path: Path, upto: str
         "scores": "SELECT run_id, image_id, metric, value FROM scores ORDER BY run_id, image_id",
         "runs": "SELECT id, kind, name, parent_run_id FROM runs ORDER BY id",
     }.items()}
+    people = _peoples_rows(conn)
     db = sqlite_utils.Database(conn)
-    with pytest.warns(UserWarning, match="holds 4 ratings"):
+    with pytest.warns(UserWarning, match=f"holds {4 + sum(map(len, people.values()))} ratings or other judgments"):
         applied = apply_migrations(db)
     assert applied and applied[0] == upto
     after = {t: conn.execute(q).fetchall() for t, q in {
@@ -152,6 +169,7 @@ def test_every_migration_keeps_ratings_flags_and_notes(tmp_path: Path, upto: str
         "runs": "SELECT id, kind, name, parent_run_id FROM runs ORDER BY id",
     }.items()}
     assert after == before
+    assert {t: rows for t, rows in _peoples_rows(conn).items() if t in people} == people
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     backups = list(tmp_path.glob("w.db.backup-*"))
