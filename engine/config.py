@@ -286,6 +286,9 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
         raise ConfigError(f"{source}: [slurm.kinds] must hold one table per job kind")
     slurm_kinds = {kind: parse_slurm(v, f"{source}: [slurm.kinds.{kind}]") for kind, v in kinds_raw.items()}
     review = data.get("review", {})
+    unknown = sorted(set(review) - {"overlap"}) if isinstance(review, dict) else []
+    if unknown:
+        raise ConfigError(f"{source}: [review] {unknown[0]!r} is not a setting; the one there is overlap")
     overlap = review.get("overlap", 0.0) if isinstance(review, dict) else None
     if isinstance(overlap, bool) or not isinstance(overlap, int | float) or not 0 <= overlap < 1:
         raise ConfigError(f"{source}: review.overlap must be a number from 0 to below 1 (a share, e.g. 0.2)")

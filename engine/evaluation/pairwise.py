@@ -10,7 +10,7 @@ judged once. Intervals resample images (the unit that was sampled), never single
 
 from __future__ import annotations
 
-import random
+import hashlib
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -22,6 +22,8 @@ from engine.evaluation.review import krippendorff_alpha
 
 VALUE = {"a": 0.0, "b": 1.0, "tie": 0.5, "both_bad": 0.5}
 RESAMPLES = 2000
+MIN_BIAS_IMAGES = 20
+"""Images with a verdict that chose a side before the position-bias check reports anything."""
 K = TypeVar("K", bound=Hashable)
 
 
@@ -67,8 +69,11 @@ def ratio_interval(num: Sequence[float], den: Sequence[float], *, resamples: int
         return Rate(float("nan"), float("nan"), float("nan"), 0)
     value = float(n_arr.sum() / d_arr.sum())
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(d_arr), size=(resamples, len(d_arr)))
-    draws = n_arr[picks].sum(1) / d_arr[picks].sum(1)
+    draws = np.empty(resamples)
+    step = max(1, 2_000_000 // len(d_arr))  # resamples at a time: memory stays bounded at any size
+    for start in range(0, resamples, step):
+        picks = rng.integers(0, len(d_arr), size=(min(step, resamples - start), len(d_arr)))
+        draws[start : start + len(picks)] = n_arr[picks].sum(1) / d_arr[picks].sum(1)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return Rate(value, float(low), float(high), int(len(d_arr)))
@@ -103,9 +108,16 @@ class PairwiseSummary:
         return (self.counts["tie"] + self.counts["both_bad"]) / self.judgments if self.judgments else float("nan")
 
     @property
+    def bias_checkable(self) -> bool:
+        """Enough verdicts chose a side for the check to mean something (a bootstrap over a few
+        images gives an interval far too narrow)."""
+        return self.left_rate.n >= MIN_BIAS_IMAGES
+
+    @property
     def position_bias(self) -> bool:
-        """The left side won more (or less) often than chance: 0.5 lies outside its interval."""
-        return self.left_rate.n > 0 and not self.left_rate.low <= 0.5 <= self.left_rate.high
+        """The left side won more (or less) often than chance: 0.5 lies outside its interval,
+        over at least :data:`MIN_BIAS_IMAGES` images."""
+        return self.bias_checkable and not self.left_rate.low <= 0.5 <= self.left_rate.high
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, for an export's metrics file (NaN as null)."""
@@ -125,6 +137,9 @@ class PairwiseSummary:
 
 def summarise(verdicts: Sequence[Verdict], run_a: str, run_b: str, *, images: int, identical: int,
               resamples: int = RESAMPLES, seed: int = 0) -> PairwiseSummary:
+    """The current verdicts on a pair of runs (A, B) as win rates, ties, agreement and the
+    position-bias check; ``images`` and ``identical`` say how many images the pair shares and how
+    many of those were skipped for identical captions."""
     by_image: dict[int, list[Verdict]] = {}
     for v in verdicts:
         by_image.setdefault(v.image_id, []).append(v)
@@ -161,8 +176,8 @@ def overlap_order(keys: Iterable[K], mine: set[K], others: set[K], overlap: floa
     With ``overlap`` 0 the items they have not judged come first, in the given order. Above 0,
     an item someone else already judged comes next whenever fewer than that share of the
     reviewer's items would otherwise be shared, so a second reviewer starts on shared items and
-    keeps a fixed share of them; the rest follow in a random order seeded by ``seed`` (the
-    reviewer and what they review), the same each time the queue is read. Items the reviewer
+    keeps a fixed share of them; within each kind the order is random, drawn per item from
+    ``seed`` (the reviewer and what they review), so judging one item never reorders the rest. Items the reviewer
     judged already come last, in the given order.
 
     :returns: (ordered keys, items done, items done that someone else judged too)
@@ -173,11 +188,11 @@ def overlap_order(keys: Iterable[K], mine: set[K], others: set[K], overlap: floa
     todo = [k for k in keys if k not in mine]
     if overlap <= 0:
         return todo + done, len(done), shared_done
-    rng = random.Random(seed)
-    shared = [k for k in todo if k in others]
-    fresh = [k for k in todo if k not in others]
-    rng.shuffle(shared)
-    rng.shuffle(fresh)
+    def draw(k: K) -> bytes:  # each item's place depends on it and the seed only, not on the rest of the set
+        return hashlib.sha256(f"{seed}\0{k}".encode()).digest()
+
+    shared = sorted((k for k in todo if k in others), key=draw, reverse=True)
+    fresh = sorted((k for k in todo if k not in others), key=draw, reverse=True)
     order: list[K] = []
     d, s = len(done), shared_done
     while shared or fresh:

@@ -15,13 +15,12 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engine.errors import WorkbenchError
-from engine.store.comparisons import comparison_history
 from engine.store.results import (
     RunContents,
     delete_runs_and_ratings,
-    rating_history,
     run_contents,
 )
 from engine.store.runs import Run, dependants, get_run, list_runs
@@ -71,14 +70,17 @@ def delete(ws: Workspace, plan: Deletion) -> list[Path]:
     db = ws.open_db()
     try:
         ids = [r.id for r, _ in plan.runs]
-        saved = []
+        saved: list[Path] = []
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        for what, rows in (("ratings", rating_history(db, ids)), ("comparisons", comparison_history(db, ids))):
-            if rows:
-                path = ws.exports_dir / f"{what}-of-{plan.runs[0][0].name}-{stamp}.jsonl"
-                _write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-                saved.append(path)
-        delete_runs_and_ratings(db, ids)
+
+        def save(ratings: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> None:
+            for what, rows in (("ratings", ratings), ("comparisons", comparisons)):
+                if rows:
+                    path = ws.exports_dir / f"{what}-of-{plan.runs[0][0].name}-{stamp}.jsonl"
+                    _write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                    saved.append(path)
+
+        delete_runs_and_ratings(db, ids, save)
     finally:
         db.close()
     for folder in plan.folders:

@@ -12,7 +12,7 @@ from typing import Any
 import sqlite_utils
 
 from engine.evaluation.metrics import ALL_METRICS, EvaluationError
-from engine.evaluation.pairwise import RESAMPLES, PairwiseSummary, overlap_order, summarise
+from engine.evaluation.pairwise import MIN_BIAS_IMAGES, RESAMPLES, PairwiseSummary, overlap_order, summarise
 from engine.evaluation.review import Correlation, krippendorff_alpha, rating_metric_correlations
 from engine.store.results import current_ratings, generation_images, latest_evaluation, scores_of
 from engine.store.comparisons import PairItem, compared_pairs, current_verdicts, pair_items
@@ -25,9 +25,6 @@ class Queue:
     """A reviewer's items in the order they are served, with their progress."""
 
     items: list[ReviewItem]
-    done: int
-    shared: int
-    """Items done that another reviewer judged too."""
     others: frozenset[int]
     """Items (generation ids) another reviewer judged."""
 
@@ -39,9 +36,9 @@ def rating_queue(db: sqlite_utils.Database, run_id: int, reviewer: str, overlap:
     items = review_queue(db, run_id, reviewer)
     by_id = {i.generation_id: i for i in items}
     others = frozenset(rated_by_others(db, run_id, reviewer))
-    order, done, shared = overlap_order(by_id, {i.generation_id for i in items if i.score is not None}, set(others), overlap,
-                                        f"{reviewer}\0ratings\0{run_id}")
-    return Queue([by_id[g] for g in order], done, shared, others)
+    order, _, _ = overlap_order(by_id, {i.generation_id for i in items if i.score is not None}, set(others), overlap,
+                                f"{reviewer}\0ratings\0{run_id}")
+    return Queue([by_id[g] for g in order], others)
 
 
 @dataclass(frozen=True)
@@ -163,8 +160,12 @@ def pairwise_lines(s: PairwiseSummary) -> list[str]:
                      f"Krippendorff's alpha (nominal) {s.alpha:.3f}")
     else:
         lines.append("  agreement: no image judged by two reviewers yet (config.toml [review] overlap serves shared items)")
-    bias = "position bias: the left side wins more often than chance" if s.position_bias and s.left_rate.value > 0.5 else (
-        "position bias: the right side wins more often than chance" if s.position_bias else "no position bias detected")
+    if not s.bias_checkable:
+        bias = f"too few to check position bias (needs {MIN_BIAS_IMAGES} images)"
+    elif s.position_bias:
+        bias = f"position bias: the {'left' if s.left_rate.value > 0.5 else 'right'} side wins more often than chance"
+    else:
+        bias = "no position bias detected"
     r = s.left_rate
     lines.append(f"  the left caption won {r.value:.3f} [{r.low:.3f}, {r.high:.3f}] of the verdicts that chose a side "
                  f"({r.n} image{'s' if r.n != 1 else ''}): {bias}")

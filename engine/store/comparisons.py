@@ -100,26 +100,27 @@ def add_comparison(db: sqlite_utils.Database, left_generation: int, right_genera
     return int(cur.lastrowid or 0)
 
 
-def withdraw_comparison(db: sqlite_utils.Database, comparison_id: int, reviewer: str) -> str | None:
+def withdraw_comparison(db: sqlite_utils.Database, comparison_id: int, reviewer: str) -> tuple[int, str | None] | None:
     """Undo one of a reviewer's rows: a new row restores the verdict before it on the same item
     (or none) and records which row it undoes.
 
-    :returns: the choice now current (None: no verdict), or None when the row is not theirs
+    :returns: (the new row's id, the choice now current or None for no verdict), or None when
+        the row is not theirs
     """
     with db.atomic():
         row = db.conn.execute("SELECT left_generation_id, right_generation_id FROM comparisons WHERE id = ? AND reviewer = ?",
                               [comparison_id, reviewer]).fetchone()
         if row is None:
             return None
-        before = db.conn.execute(
-            "SELECT choice FROM comparisons WHERE reviewer = ? AND id < ? AND ((left_generation_id = ? AND right_generation_id = ?)"
-            " OR (left_generation_id = ? AND right_generation_id = ?)) ORDER BY id DESC LIMIT 1",
-            [reviewer, comparison_id, row[0], row[1], row[1], row[0]]).fetchone()
-        choice = before[0] if before else None
-        db.conn.execute(
+        before = db.conn.execute(  # the row before, as it was shown: its choice means left or right of its own order
+            "SELECT left_generation_id, right_generation_id, choice FROM comparisons WHERE reviewer = ? AND id < ?"
+            " AND ((left_generation_id = ? AND right_generation_id = ?) OR (left_generation_id = ? AND right_generation_id = ?))"
+            " ORDER BY id DESC LIMIT 1", [reviewer, comparison_id, row[0], row[1], row[1], row[0]]).fetchone()
+        left, right, choice = before if before else (row[0], row[1], None)
+        cur = db.conn.execute(
             "INSERT INTO comparisons (left_generation_id, right_generation_id, reviewer, choice, created_at, undoes)"
-            " VALUES (?, ?, ?, ?, ?, ?)", [row[0], row[1], reviewer, choice, now(), comparison_id])
-    return str(choice) if choice else None
+            " VALUES (?, ?, ?, ?, ?, ?)", [left, right, reviewer, choice, now(), comparison_id])
+    return int(cur.lastrowid or 0), (str(choice) if choice else None)
 
 
 def current_verdicts(db: sqlite_utils.Database, run_a: int, run_b: int) -> list[Verdict]:
@@ -168,9 +169,3 @@ def comparison_history(db: sqlite_utils.Database, run_ids: Sequence[int]) -> lis
         " JOIN runs rl ON rl.id = gl.run_id JOIN runs rr ON rr.id = gr.run_id JOIN images i ON i.id = gl.image_id"
         f" WHERE gl.run_id IN ({marks}) OR gr.run_id IN ({marks}) ORDER BY c.id", [*run_ids, *run_ids]))
 
-
-def delete_comparisons(db: sqlite_utils.Database, run_ids: Sequence[int]) -> None:
-    """Inside the caller's transaction: the rows :func:`comparison_history` returned."""
-    marks = ",".join("?" * len(run_ids))
-    db.execute(f"DELETE FROM comparisons WHERE left_generation_id IN (SELECT id FROM generations WHERE run_id IN ({marks}))"
-               f" OR right_generation_id IN (SELECT id FROM generations WHERE run_id IN ({marks}))", [*run_ids, *run_ids])

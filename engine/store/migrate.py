@@ -84,7 +84,7 @@ PEOPLES_TABLES = ("ratings", "comparisons", "reference_flags")
 """What reviewers made: rows nobody can recompute."""
 
 
-def _ratings(db: sqlite_utils.Database) -> int:
+def _judgment_rows(db: sqlite_utils.Database) -> int:
     """Rows of reviewers' judgments (ratings, comparisons, reference flags) the database holds."""
     present = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     return sum(int(db.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in PEOPLES_TABLES if t in present)
@@ -124,7 +124,7 @@ def apply_migrations(db: sqlite_utils.Database, *, stop_before: str | None = Non
         pending = pending[: pending.index(stop_before)]
     if not pending:
         return []
-    rated = _ratings(db)
+    rated = _judgment_rows(db)
     if rated:
         backup_database(db, f"holds {rated} rating{'s' if rated != 1 else ''} or other judgments of reviewers and migrations "
                             f"{', '.join(pending)} are about to be applied")

@@ -8,14 +8,14 @@ history: the current rating of a (generation, reviewer) is the latest row.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
 
 from engine.store.catalog import now
-from engine.store.comparisons import delete_comparisons, held_comparisons
+from engine.store.comparisons import comparison_history, held_comparisons
 
 FLAGS = ("hallucinated object", "wrong count", "wrong position", "wrong scene", "grammar")
 """The review flags a rating may carry."""
@@ -268,11 +268,18 @@ def run_contents(db: sqlite_utils.Database, run_id: int) -> RunContents:
     )
 
 
-def delete_runs_and_ratings(db: sqlite_utils.Database, run_ids: Sequence[int]) -> None:
-    """Delete runs and, first, the ratings and comparisons of their captions, in one transaction.
-    Only for a user's explicit `workbench runs delete --yes`, after those rows were written to a file."""
+def delete_runs_and_ratings(db: sqlite_utils.Database, run_ids: Sequence[int], save: Callable[[list[dict[str, Any]], list[dict[str, Any]]], None]) -> None:
+    """Delete runs and, first, the ratings and comparisons of their captions, in one write
+    transaction. Only for a user's explicit `workbench runs delete --yes`: ``save`` gets every
+    rating and comparison row that goes (history included) and must have written them to a file
+    when it returns; only those rows are deleted, so a row another reviewer adds meanwhile makes
+    the delete fail (RESTRICT) instead of vanishing unsaved."""
     marks = ",".join("?" * len(run_ids))
     with db.atomic():
-        delete_comparisons(db, run_ids)
-        db.execute(f"DELETE FROM ratings WHERE generation_id IN (SELECT id FROM generations WHERE run_id IN ({marks}))", list(run_ids))
+        ratings, comparisons = rating_history(db, run_ids), comparison_history(db, run_ids)
+        save(ratings, comparisons)
+        for table, rows in (("comparisons", comparisons), ("ratings", ratings)):
+            for start in range(0, len(rows), 500):
+                chunk = [r["id"] for r in rows[start : start + 500]]
+                db.execute(f"DELETE FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         db.execute(f"DELETE FROM runs WHERE id IN ({marks})", list(run_ids))

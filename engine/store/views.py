@@ -16,6 +16,7 @@ import sqlite_utils
 from engine.store.catalog import captions_for
 from engine.store.connection import natural_key
 from engine.store.models import Caption, Image
+from engine.store.reference_flags import ReferenceFlag, image_flags
 from engine.store.runs import Run
 
 SORT_COLUMNS = ("filename", "split", "scene", "status", "rated", "score")
@@ -156,6 +157,8 @@ class ImageDetail:
     generations: list[GenerationView]
     prediction: tuple[str, str, float, list[tuple[str, float]]] | None = None
     """(classification run, predicted scene, its probability, the top three) of the newest one."""
+    flags: dict[str, list[ReferenceFlag]] = field(default_factory=dict)
+    """Reference text -> reviewers' current flags on it."""
 
 
 def image_detail(db: sqlite_utils.Database, image_id: int) -> ImageDetail | None:
@@ -189,6 +192,7 @@ def image_detail(db: sqlite_utils.Database, image_id: int) -> ImageDetail | None
         composition_run=comp[0] if comp else None, composition=json.loads(comp[1]) if comp else None,
         prompt=comp[2] if comp else None, generations=generations,
         prediction=(pred[0], pred[1], pred[2], [tuple(t) for t in json.loads(pred[3])]) if pred else None,  # type: ignore[misc]
+        flags=image_flags(db, image_id),
     )
 
 

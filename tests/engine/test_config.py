@@ -27,6 +27,9 @@ def test_default_config_has_the_ten_groups_covering_all_drone_classes() -> None:
         ("x = 1\n", "needs at least one [[groups]]"),
         ('[[groups]]\nname = "A"\nclasses = ["a"]\n[[groups]]\nname = "B"\nclasses = ["a"]\n', "'a' is in both 'A' and 'B'"),
         ('[[groups]]\nname = "A"\nclasses = ["a"]\n[defaults]\nimages = "png"\n', "defaults.images must be one of"),
+        ('[[groups]]\nname = "A"\nclasses = ["a"]\n[review]\noverlap = 1.5\n', "review.overlap must be a number from 0 to below 1"),
+        ('[[groups]]\nname = "A"\nclasses = ["a"]\n[review]\noverlap = "a fifth"\n', "review.overlap must be a number"),
+        ('[[groups]]\nname = "A"\nclasses = ["a"]\n[review]\noverlp = 0.2\n', "[review] 'overlp' is not a setting"),
     ],
 )
 def test_bad_config_names_the_entry(text: str, message: str) -> None:
@@ -39,3 +42,8 @@ def test_class_in_no_group(tmp_path: Path) -> None:
     path.write_text('[[groups]]\nname = "A"\nclasses = ["a"]\n')
     with pytest.raises(ConfigError, match="classes b are in no group"):
         load_config(path).class_to_group(["a", "b"])
+
+
+def test_review_overlap_is_read() -> None:
+    assert parse_config('[[groups]]\nname = "A"\nclasses = ["a"]\n[review]\noverlap = 0.2\n').review_overlap == 0.2
+    assert parse_config('[[groups]]\nname = "A"\nclasses = ["a"]\n').review_overlap == 0.0

@@ -107,6 +107,7 @@ async def test_the_runs_screen_shows_review_agreement_and_comparisons(tui_ws: Wo
     for k, item in enumerate(items[:6]):
         add_rating(db, item.generation_a, "alice", 1 + k % 5)
         add_rating(db, item.generation_a, "bob", 1 + (k + 1) % 5)
+    for item in items[:24]:  # a reviewer who always picks left, on enough images for the check
         add_comparison(db, item.generation_a, item.generation_b, "alice", "left")
     db.close()
     app = app_for(tui_ws)
@@ -188,3 +189,40 @@ def test_ratings_compare_bad_input_is_one_line(tui_ws: Workspace) -> None:
         assert done.exit_code != 0 and message in done.output, done.output
     done = cli.invoke(app, ["-w", str(tui_ws.root), "ratings", "compare", "first", "constant"])
     assert done.exit_code == 0 and "no comparisons yet" in done.output, done.output
+
+
+def test_undo_restores_the_verdict_before_it_as_it_was_shown(tui_ws: Workspace) -> None:
+    """A verdict given with B on the left, then one with A on the left, then undo: the first one
+    is current again, B still the winner (its choice belongs to its own order of the sides)."""
+    from engine.store.comparisons import add_comparison, pair_items, withdraw_comparison
+
+    a, b = run_id(tui_ws, "first"), run_id(tui_ws, "constant")
+    db = tui_ws.open_db()
+    item = pair_items(db, a, b)[0]
+    add_comparison(db, item.generation_b, item.generation_a, "alice", "left")  # B on the left, B better
+    second = add_comparison(db, item.generation_a, item.generation_b, "alice", "tie")
+    assert [v.winner for v in current_verdicts(db, a, b)] == ["tie"]
+    row, choice = withdraw_comparison(db, second, "alice")  # type: ignore[misc]
+    assert choice == "left" and [v.winner for v in current_verdicts(db, a, b)] == ["b"]
+    assert withdraw_comparison(db, row, "bob") is None  # not bob's row: nothing written
+
+
+async def test_with_overlap_review_serves_what_another_reviewer_rated_first(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]
+    from engine.store.results import add_rating, generations_of
+    from workbench.screens.review import ReviewScreen
+
+    db = tui_ws.open_db()
+    bobs = [g.id for g in generations_of(db, run_id(tui_ws, "constant"))[5:8]]
+    for g in bobs:
+        add_rating(db, g, "bob", 3)
+    db.close()
+    tui_ws.config_path.write_text(tui_ws.config_path.read_text() + "\n[review]\noverlap = 0.3\n")
+    async with app_for(tui_ws, reviewer="alice").run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, ReviewScreen) and screen.run_name == "constant"
+        assert screen.items[0].generation_id in bobs and "rated 0/30, 0 shared" in text_of(screen, "#review-bar")
+        await pilot.press("4")
+        await settle(pilot)
+        assert "rated 1/30, 1 shared" in text_of(screen, "#review-bar")

@@ -3,7 +3,7 @@ caption with its scores; next/previous without leaving the screen."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from engine.store.reference_flags import ReferenceFlag, image_flags
+from engine.store.reference_flags import ReferenceFlag
 from engine.store.views import ImageDetail, image_detail
 from workbench.screens.reference_flag import ask_and_flag, references_text
 from workbench.widgets.picture import Picture, group_colour
@@ -30,8 +30,6 @@ SCORE_COLUMNS = (("Bleu_1", "BLEU-1"), ("Bleu_4", "BLEU-4"), ("METEOR", "METEOR"
 class DetailLoaded(Message):
     index: int
     detail: ImageDetail | None
-    flags: dict[str, list[ReferenceFlag]] = field(default_factory=dict)
-    """Reference text -> reviewers' current flags on it."""
 
 
 def legend(groups: list[str], present: set[int] | None = None) -> Text:
@@ -119,12 +117,13 @@ class ImageScreen(Screen[None]):
     def load(self, index: int) -> None:
         db = self.app.session.db  # type: ignore[attr-defined]
         image_id = self.image_ids[index]
-        self.post_message(DetailLoaded(index, image_detail(db, image_id), image_flags(db, image_id)))
+        self.post_message(DetailLoaded(index, image_detail(db, image_id)))
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.index != self.index:
             return
-        self.detail, self.flags = message.detail, message.flags
+        self.detail = message.detail
+        self.flags = message.detail.flags if message.detail is not None else {}
         if self.detail is None:
             self.query_one("#image-title", Static).update("this image is no longer in the store")
             return

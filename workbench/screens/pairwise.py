@@ -7,7 +7,6 @@ skipped and counted, and every key writes its row at once (an undo is a new row)
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -16,15 +15,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from engine.jobs.review import CompareQueue, compare_queue
 from engine.store.comparisons import PairItem, add_comparison, left_is_a, withdraw_comparison
-from engine.store.connection import is_locked, is_read_only_error
 from engine.store.runs import Run, list_runs
-from engine.store.views import ImageDetail, image_detail, pair_candidates
+from engine.store.views import pair_candidates
 from workbench.screens.choose import ChooseModal
+from workbench.screens.queue import QueueScreen
 from workbench.widgets.picture import Picture
 
 CHOICE_KEYS = {"1": ("left", "Left better"), "2": ("right", "Right better"), "3": ("tie", "Tie"), "4": ("both_bad", "Both bad")}
@@ -39,15 +37,9 @@ class PairLoaded(Message):
     runs: list[tuple[str, str]]
 
 
-@dataclass
-class DetailLoaded(Message):
-    index: int
-    detail: ImageDetail | None
-
-
-class CompareScreen(Screen[None]):
+class CompareScreen(QueueScreen):
     """Blind pairwise comparison of two runs: 1 left better, 2 right better, 3 tie, 4 both bad;
-    z undoes; ← → move without judging; o picks the two runs. Items I have not judged come first
+    z undoes; ← → move without judging; o picks the two runs; f flags a reference. Items I have not judged come first
     (with [review] overlap, items others judged before the rest). Each verdict is saved at once."""
 
     BINDINGS = [
@@ -56,22 +48,22 @@ class CompareScreen(Screen[None]):
         Binding("right", "step(1)", "Next", show=False, id="compare.next"),
         Binding("left", "step(-1)", "Previous", show=False, id="compare.previous"),
         Binding("o", "choose_runs", "Runs A/B", id="compare.runs"),
+        Binding("f", "flag_reference", "Flag ref", id="compare.reference_flag"),
     ]
+    prefix = "compare"
 
     def __init__(self) -> None:
         super().__init__()
         self.run_a: Run | None = None
         self.run_b: Run | None = None
-        self.items: list[PairItem] = []
         self.verdicts: dict[int, str] = {}
         self.others: frozenset[int] = frozenset()
         self.identical = 0
         self.runs: list[tuple[str, str]] = []
-        self.index = 0
+        self.shared_images = 0
+        """Images both runs captioned."""
         self.undo_stack: list[tuple[int, int]] = []
         """(queue index, comparison row id) of each row this screen wrote."""
-        self.detail: ImageDetail | None = None
-        self._details: dict[int, ImageDetail] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -85,10 +77,6 @@ class CompareScreen(Screen[None]):
                 yield Static("", id="compare-references")
         yield Static("", id="compare-empty", classes="empty")
         yield Footer(compact=True)
-
-    @property
-    def session(self):  # type: ignore[no-untyped-def]
-        return self.app.session  # type: ignore[attr-defined]
 
     def on_mount(self) -> None:
         self.load_pair(None)
@@ -117,67 +105,26 @@ class CompareScreen(Screen[None]):
         self.run_a, self.run_b, self.runs = message.run_a, message.run_b, message.runs
         q = message.queue
         self.items, self.verdicts, self.others, self.identical = (q.items, dict(q.verdicts), q.others, q.identical) if q else ([], {}, frozenset(), 0)
+        self.shared_images = len(self.items) + self.identical
         self.index = 0
         self.undo_stack.clear()
         self.set_class(not self.items, "-empty")
         if not self.items:
             why = ("Nothing to compare yet: Compare needs two generation or baseline runs over the same images "
                    "(`generate` and `baseline-knn` jobs; `workbench demo` queues both).")
-            if q is not None:
-                why = (f"{self.run_a.name if self.run_a else ''} and {self.run_b.name if self.run_b else ''}: "
-                       f"every caption is the same in both runs ({self.identical} skipped); o picks two other runs.")
+            if q is not None and self.run_a is not None and self.run_b is not None:
+                why = (f"{self.run_a.name} and {self.run_b.name}: " + (
+                    f"every caption is the same in both runs ({self.identical} skipped)" if self.identical
+                    else "they captioned no image in common") + "; o picks two other runs.")
             self.query_one("#compare-empty", Static).update(why)
             return
         self.show_item()
-
-    @property
-    def item(self) -> PairItem | None:
-        return self.items[self.index] if 0 <= self.index < len(self.items) else None
 
     def sides(self, item: PairItem) -> tuple[tuple[int, str], tuple[int, str]]:
         """((generation, caption) on the left, the same on the right) for this reviewer."""
         assert self.run_a is not None and self.run_b is not None
         a, b = (item.generation_a, item.text_a), (item.generation_b, item.text_b)
         return (a, b) if left_is_a(self.session.reviewer, item.image_id, self.run_a.id, self.run_b.id) else (b, a)
-
-    def show_item(self) -> None:
-        item = self.item
-        ready = self._details.get(item.image_id) if item is not None else None
-        if ready is not None:
-            self.on_detail_loaded(DetailLoaded(self.index, ready))
-        self.refresh_text()
-        if item is not None and ready is None:
-            self.load_detail(self.index, item.image_id)
-
-    @work(thread=True, exit_on_error=False, exclusive=True, group="compare-item")
-    def load_detail(self, index: int, image_id: int) -> None:
-        self.post_message(DetailLoaded(index, image_detail(self.session.db, image_id)))
-
-    @work(thread=True, exit_on_error=False, exclusive=True, group="compare-preload")
-    def preload(self, image_ids: list[int]) -> None:
-        picture = self.query_one(Picture)
-        for image_id in image_ids:
-            detail = self._details.get(image_id) or image_detail(self.session.db, image_id)
-            if detail is None:
-                continue
-            if len(self._details) > 64:
-                self._details.clear()
-            self._details[image_id] = detail
-            if detail.image.status == "ok":
-                picture.preload(self.session.resolve(detail.root, detail.image.path))
-
-    def on_detail_loaded(self, message: DetailLoaded) -> None:
-        if message.index != self.index or message.detail is None:
-            return
-        self.detail = d = message.detail
-        self.preload([self.items[i].image_id for i in (self.index + 1, self.index - 1) if 0 <= i < len(self.items)])
-        refs = Text("References\n", style="bold")
-        for c in d.references:
-            refs.append(f"{c.idx + 1}. {c.text}\n")
-        self.query_one("#compare-references", Static).update(refs)
-        ok = d.image.status == "ok"
-        self.query_one(Picture).show(self.session.resolve(d.root, d.image.path) if ok else None,
-                                     description=d.image.filename if ok else f"{d.image.status}: {d.image.filename}")
 
     def refresh_text(self) -> None:
         item = self.item
@@ -201,26 +148,13 @@ class CompareScreen(Screen[None]):
         self.query_one("#compare-verdict", Static).update(verdict)
 
     def save(self, choice: str, index: int, attempt: int = 0) -> bool:
-        """Write a verdict now; False (with a message) when the store refused. A busy database is
-        retried every second for half a minute, and says so."""
+        """Write a verdict now; False (with a message) when the store refused or is busy (then it
+        is saved again in a second, for half a minute)."""
         item = self.items[index]
         (left, _), (right, _) = self.sides(item)
-        try:
-            row = add_comparison(self.session.db, left, right, self.session.reviewer, choice)
-        except sqlite3.OperationalError as exc:
-            if is_read_only_error(exc):
-                self.app.show_error(f"verdict not saved: {self.session.workspace.db_path} is read-only for you")  # type: ignore[attr-defined]
-                return False
-            if not is_locked(exc):
-                raise
-            if attempt >= 30:
-                self.app.show_error("verdict not saved: the database stayed busy for 30 s; press the key again")  # type: ignore[attr-defined]
-                return False
-            self.notify("the database is busy (another writer holds it); saving again in a second", timeout=1.5)
-            self.set_timer(1.0, lambda: self._saved_later(choice, index, attempt + 1))
-            return False
-        except ValueError as exc:
-            self.app.show_error(f"verdict not saved: {exc}")  # type: ignore[attr-defined]
+        row = self.write("verdict", lambda: add_comparison(self.session.db, left, right, self.session.reviewer, choice),
+                         lambda n: self._saved_later(choice, index, n), attempt)
+        if row is None:
             return False
         self.undo_stack.append((index, row))
         self.verdicts[item.image_id] = choice
@@ -244,20 +178,18 @@ class CompareScreen(Screen[None]):
         if not self.undo_stack:
             self.notify("nothing to undo in this session", timeout=2)
             return
-        index, row = self.undo_stack.pop()
-        now = withdraw_comparison(self.session.db, row, self.session.reviewer)
-        image_id = self.items[index].image_id
+        index, row = self.undo_stack[-1]
+        undone = self.write("undo", lambda: withdraw_comparison(self.session.db, row, self.session.reviewer))
+        if undone is None:
+            return
+        self.undo_stack.pop()
+        now, image_id = undone[1], self.items[index].image_id
         if now is None:
             self.verdicts.pop(image_id, None)
         else:
             self.verdicts[image_id] = now
         self.index = index
         self.show_item()
-
-    def action_step(self, delta: int) -> None:
-        if 0 <= self.index + delta < len(self.items):
-            self.index += delta
-            self.show_item()
 
     def action_choose_runs(self) -> None:
         if len(self.runs) < 2:

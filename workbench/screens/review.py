@@ -7,7 +7,6 @@ restores the rating before it; no row is ever deleted.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from rich.console import Group
@@ -17,24 +16,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from engine.store.connection import is_locked, is_read_only_error
+from engine.jobs.review import rating_queue
 from engine.store.results import add_rating, latest_evaluation, scores_of, withdraw_rating
 from engine.store.runs import list_runs
-from engine.jobs.review import rating_queue
-from engine.store.views import ImageDetail, ReviewItem, image_detail
+from engine.store.views import ReviewItem
 from workbench.screens.choose import ChooseModal
 from workbench.screens.filters import Choices, default_run
 from workbench.screens.image import SCORE_COLUMNS
 from workbench.screens.prompt import PromptModal
-from engine.store.reference_flags import ReferenceFlag, image_flags
-from workbench.screens.reference_flag import ask_and_flag, references_text
+from workbench.screens.queue import QueueScreen
 from workbench.widgets.picture import Picture
 
-BUSY_RETRIES = 30
-"""Seconds a rating waits for a busy database, retried once a second."""
 FLAG_KEYS = {"h": "hallucinated object", "c": "wrong count", "w": "wrong position", "s": "wrong scene", "g": "grammar"}
 
 
@@ -49,13 +43,7 @@ class QueueLoaded(Message):
     """Generations another reviewer rated (the shared items)."""
 
 
-@dataclass
-class ItemLoaded(Message):
-    index: int
-    detail: ImageDetail | None
-
-
-class ReviewScreen(Screen[None]):
+class ReviewScreen(QueueScreen):
     """Rate generated captions: 1-5 rates and moves on; h c w s g toggle the flags hallucinated
     object, wrong count, wrong position, wrong scene, grammar; n writes a note; z undoes; B hides
     run names and scores (blind review); ← → move without rating; o picks the run; f flags one of
@@ -76,6 +64,8 @@ class ReviewScreen(Screen[None]):
         Binding("f", "flag_reference", "Flag ref", id="review.reference_flag"),
     ]
 
+    prefix = "review"
+
     def __init__(self) -> None:
         super().__init__()
         self.run_name = ""
@@ -84,15 +74,9 @@ class ReviewScreen(Screen[None]):
         self.scores: dict[int, dict[str, float]] = {}
         self.runs: list[tuple[str, str]] = []
         self.others: frozenset[int] = frozenset()
-        self.index = 0
         self.blind = False
         self.undo_stack: list[tuple[int, int]] = []
         """(queue index, rating id) of each rating row this screen wrote."""
-        self.detail: ImageDetail | None = None
-        self.ref_flags: dict[str, list[ReferenceFlag]] = {}
-        """Reference text -> reviewers' current flags on it, for the item shown."""
-        self._details: dict[int, ImageDetail] = {}
-        """image id -> detail, read ahead for the neighbours of the item shown."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -106,10 +90,6 @@ class ReviewScreen(Screen[None]):
                 yield Static("", id="review-references")
         yield Static("", id="review-empty", classes="empty")
         yield Footer(compact=True)
-
-    @property
-    def session(self):  # type: ignore[no-untyped-def]
-        return self.app.session  # type: ignore[attr-defined]
 
     def on_mount(self) -> None:
         self.load_queue(None)
@@ -147,49 +127,6 @@ class ReviewScreen(Screen[None]):
                 "(j: Jobs; `workbench demo` queues the whole pipeline).")
             return
         self.show_item()
-
-    @property
-    def item(self) -> ReviewItem | None:
-        return self.items[self.index] if 0 <= self.index < len(self.items) else None
-
-    def show_item(self) -> None:
-        """The current item; its image and references at once when they were preloaded (the
-        neighbours of the item shown are), else from a worker."""
-        ready = self._details.get(self.item.image_id) if self.item is not None else None
-        if ready is not None:
-            self.on_item_loaded(ItemLoaded(self.index, ready))
-        self.refresh_text()
-        if self.item is not None and ready is None:
-            self.load_item(self.index, self.item.image_id)
-
-    @work(thread=True, exit_on_error=False, exclusive=True, group="review-item")
-    def load_item(self, index: int, image_id: int) -> None:
-        self.post_message(ItemLoaded(index, image_detail(self.session.db, image_id)))
-
-    @work(thread=True, exit_on_error=False, exclusive=True, group="review-preload")
-    def preload(self, image_ids: list[int]) -> None:
-        """Read the next (and previous) items' details and pictures ahead of the keys."""
-        picture = self.query_one(Picture)
-        for image_id in image_ids:
-            detail = self._details.get(image_id) or image_detail(self.session.db, image_id)
-            if detail is None:
-                continue
-            if len(self._details) > 64:
-                self._details.clear()
-            self._details[image_id] = detail
-            if detail.image.status == "ok":
-                picture.preload(self.session.resolve(detail.root, detail.image.path))
-
-    def on_item_loaded(self, message: ItemLoaded) -> None:
-        if message.index != self.index or message.detail is None:
-            return
-        self.detail = d = message.detail
-        self.preload([self.items[i].image_id for i in (self.index + 1, self.index - 1) if 0 <= i < len(self.items)])
-        self.ref_flags = image_flags(self.session.db, d.image.id)
-        self.query_one("#review-references", Static).update(references_text(d.references, self.ref_flags))
-        ok = d.image.status == "ok"
-        self.query_one(Picture).show(self.session.resolve(d.root, d.image.path) if ok else None,
-                                     description=d.image.filename if ok else f"{d.image.status}: {d.image.filename}")
 
     def refresh_text(self) -> None:
         item = self.item
@@ -231,31 +168,16 @@ class ReviewScreen(Screen[None]):
 
     def save(self, score: int | None, flags: list[str], note: str, index: int | None = None, attempt: int = 0) -> bool:
         """Write a caption's rating now (the current one by default); False (with a message) when
-        the store refused. A database another writer holds locked is retried every second, for
-        half a minute, and says so: the rating is never silently dropped."""
+        the store refused or is busy (then it is saved again in a second, for half a minute)."""
         index = self.index if index is None else index
         item = self.items[index] if 0 <= index < len(self.items) else None
         if item is None:
             return False
-        try:
-            rating = add_rating(self.session.db, item.generation_id, self.session.reviewer, score, flags, note)
-            self.session.ratings_changed += 1
-        except sqlite3.OperationalError as exc:
-            if is_read_only_error(exc):
-                self.app.show_error(f"rating not saved: {self.session.workspace.db_path} is read-only for you "  # type: ignore[attr-defined]
-                                    "(Browse and Export work; ratings need a workspace you can write)")
-                return False
-            if not is_locked(exc):
-                raise
-            if attempt >= BUSY_RETRIES:
-                self.app.show_error(f"rating not saved: the database stayed busy for {BUSY_RETRIES} s; press the key again")  # type: ignore[attr-defined]
-                return False
-            self.notify("the database is busy (another writer holds it); saving again in a second", timeout=1.5)
-            self.set_timer(1.0, lambda: self._saved_later(score, flags, note, index, attempt + 1))
+        rating = self.write("rating", lambda: add_rating(self.session.db, item.generation_id, self.session.reviewer, score, flags, note),
+                            lambda n: self._saved_later(score, flags, note, index, n), attempt)
+        if rating is None:
             return False
-        except (ValueError, OSError) as exc:
-            self.app.show_error(f"rating not saved: {exc}")  # type: ignore[attr-defined]
-            return False
+        self.session.ratings_changed += 1
         self.undo_stack.append((index, rating.id))
         self.items[index] = item._replace(rating_id=rating.id, score=rating.score, flags=rating.flags, note=rating.note)
         return True
@@ -296,40 +218,24 @@ class ReviewScreen(Screen[None]):
 
         self.app.push_screen(PromptModal(f"Note on {item.filename}", item.note), done)
 
-    def action_flag_reference(self) -> None:
-        """f: flag one of the image's references (not the caption: that is h c w s g)."""
-        detail = self.detail
-        if self.item is None or detail is None or detail.image.id != self.item.image_id:
-            return
-
-        def saved(flags: dict[str, list[ReferenceFlag]]) -> None:
-            if self.detail is detail:
-                self.ref_flags = flags
-                self.query_one("#review-references", Static).update(references_text(detail.references, flags))
-
-        ask_and_flag(self, detail, self.ref_flags, saved)
-
     def action_undo(self) -> None:
         if not self.undo_stack:
             self.notify("nothing to undo in this session", timeout=2)
             return
-        index, rating_id = self.undo_stack.pop()
+        index, rating_id = self.undo_stack[-1]
         item = self.items[index]
-        now = withdraw_rating(self.session.db, rating_id, self.session.reviewer)
+        now = self.write("undo", lambda: withdraw_rating(self.session.db, rating_id, self.session.reviewer))
+        if now is None:
+            return
+        self.undo_stack.pop()
         self.session.ratings_changed += 1
-        if now is not None:
-            self.items[index] = item._replace(rating_id=now.id, score=now.score, flags=now.flags, note=now.note)
+        self.items[index] = item._replace(rating_id=now.id, score=now.score, flags=now.flags, note=now.note)
         self.index = index
         self.show_item()
 
     def action_blind(self) -> None:
         self.blind = not self.blind
         self.refresh_text()
-
-    def action_step(self, delta: int) -> None:
-        if 0 <= self.index + delta < len(self.items):
-            self.index += delta
-            self.show_item()
 
     def action_choose_run(self) -> None:
         if not self.runs:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -22,6 +22,10 @@ from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 from engine.store.runs import Run, list_runs
 from engine.store.views import run_curve
 from workbench.widgets import shorten
+
+if TYPE_CHECKING:
+    from engine.evaluation.pairwise import PairwiseSummary
+    from engine.jobs.review import ReviewSummary
 
 METRIC_ORDER = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
 HEADLINE = ("miou", "pixel_accuracy", "accuracy", "Bleu_4", "CIDEr", "val_loss", "val_reward", "images")
@@ -148,7 +152,7 @@ class ReviewLoaded(Message):
     text: Text
 
 
-def review_view(summary: Any, pairs: list[Any]) -> Text:
+def review_view(summary: ReviewSummary, pairs: list[PairwiseSummary]) -> Text:
     """A generation run's review: reviewers, agreement with the items it rests on, the mean
     rating per scene, each metric's Spearman correlation with the ratings, and every blind
     pairwise comparison it took part in."""

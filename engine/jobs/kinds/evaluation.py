@@ -121,7 +121,8 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
                     references, {g.image_id: images[g.image_id].filename for g in gens}, flagged_references(ctx.db, source.dataset_id or 0))
             scene_of = {g.image_id: images[g.image_id].scene or "(none)" for g in gens}
         hypotheses: dict[Hashable, str] = {g.image_id: g.text for g in gens}
-        family = params.name or f"eval.{source.name}" + (f".refs-{params.refs}" if params.refs else "")
+        family = params.name or (f"eval.{source.name}" + (f".refs-{params.refs}" if params.refs else "")
+                                  + (".skip-flagged" if params.skip_flagged_refs else ""))
         parent, dataset_id = source.id, source.dataset_id
         label = f"{source.name} ({len(gens)} images)"
     else:
@@ -135,7 +136,8 @@ def evaluate(params: EvaluateParams, ctx: JobContext) -> JobResult:
         if not hypotheses:
             raise EvaluationError(f"dataset {ds.name!r} has no images with two or more references{'' if split is None else f' in split {split}'}")
         scene_of = {key: images[key[0]].scene or "(none)" for key in hypotheses if isinstance(key, tuple)}
-        family = params.name or f"human{'-distinct' if params.distinct else ''}.{ds.name}.{params.split}"
+        family = params.name or (f"human{'-distinct' if params.distinct else ''}.{ds.name}.{params.split}"
+                                  + (".skip-flagged" if params.skip_flagged_refs else ""))
         parent, dataset_id = None, ds.id
         scored = len({key[0] for key in hypotheses if isinstance(key, tuple)})
         label = f"references of {ds.name} leave-one-out ({scored} of {len(images)} images, {len(hypotheses)} captions)"

@@ -96,3 +96,17 @@ def test_overlap_counts_what_the_reviewer_already_shares() -> None:
     assert order[0] not in others  # 2 of 4 would be shared after a new item: a half, as asked
     order, _, _ = overlap_order(range(10), {0, 1, 5}, others, 0.6, "bob")
     assert order[0] in others  # 2 of 4 is under 0.6: the next one is shared
+
+
+def test_judging_one_item_never_reorders_the_rest() -> None:
+    others = set(range(0, 60, 3))
+    before, _, _ = overlap_order(range(60), set(), others, 0.2, "bob")
+    after, _, _ = overlap_order(range(60), {before[0]}, others, 0.2, "bob")
+    assert after[-1] == before[0]  # judged: last
+    for kind in (lambda k: k in others, lambda k: k not in others):  # each kind keeps its relative order
+        assert [k for k in after[:-1] if kind(k)] == [k for k in before[1:] if kind(k)]
+
+
+def test_a_handful_of_verdicts_claims_no_position_bias() -> None:
+    few = summarise([V(i, "lefty", "left", i % 2 == 0) for i in range(6)], "a", "b", images=6, identical=0, resamples=200)
+    assert few.left_rate.value == 1.0 and not few.bias_checkable and not few.position_bias
