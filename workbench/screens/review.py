@@ -140,7 +140,7 @@ class ReviewScreen(QueueScreen):
             f"rated {rated}/{len(self.items)}" + (f", {shared} shared" if self.others else "") + (" · blind" if self.blind else ""))
         caption = Text()
         caption.append(f"{item.filename}" + (f" · {item.scene}" if item.scene else "") + "\n", style="dim")
-        caption.append(item.text, style="bold")
+        caption.append(item.text or "(an empty caption)", style="bold" if item.text else "dim")
         self.query_one("#review-caption", Static).update(caption)
         stars = "★" * (item.score or 0) + "☆" * (5 - (item.score or 0))
         box = self.query_one("#review-state", Static)
