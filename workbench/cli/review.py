@@ -64,7 +64,7 @@ def rate(
     except ValueError as exc:
         raise WorkbenchError(f"rate: {exc}") from None
     typer.echo(f"rated caption {found.generation_id} of run {found.run} on {found.filename} ({found.text!r}): {rating.score} by {rating.reviewer}"
-               + (f", flags: {', '.join(rating.flags)}" if rating.flags else ""))
+               + (f", flags: {', '.join(rating.flags)}" if rating.flags else "") + (f", note: {rating.note!r}" if rating.note else ""))
 
 
 @ratings_app.command("show")
