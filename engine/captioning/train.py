@@ -267,7 +267,14 @@ def _save_model(model: Any, tokenizer: Any, folder: Path, *, merge_lora: bool) -
     if tmp.exists():
         shutil.rmtree(tmp)
     to_save = model.merge_and_unload() if merge_lora and hasattr(model, "merge_and_unload") else model
-    to_save.save_pretrained(tmp)
+    kwargs: dict[str, Any] = {}
+    adapter = getattr(to_save, "peft_config", {}).get("default")
+    if adapter is not None and str(adapter.base_model_name_or_path or "").startswith("config:") \
+            and "embed_tokens" not in (adapter.target_modules or ()):
+        # A base built from a config has no config.json for peft to look up (it warned, and would
+        # ask the hub); its vocabulary is never resized, so there are no embeddings to save.
+        kwargs["save_embedding_layers"] = False
+    to_save.save_pretrained(tmp, **kwargs)
     tokenizer.save_pretrained(tmp)
     if folder.exists():
         shutil.rmtree(folder)
