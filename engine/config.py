@@ -233,6 +233,8 @@ class Config:
 
 
 IMAGE_MODES = ("auto", "tgp", "sixel", "halfcell", "off")
+SECTIONS = ("groups", "defaults", "executor", "store", "slurm", "review", "keys")
+"""The top-level tables of config.toml (a misspelt one would otherwise be ignored in silence)."""
 
 
 def parse_config(text: str, source: str = "config.toml") -> Config:
@@ -263,6 +265,9 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
         groups.append(ClassGroup(name=name, classes=tuple(classes), ignore=bool(raw.get("ignore", False))))
     if len({g.name for g in groups}) != len(groups):
         raise ConfigError(f"{source}: group names must be unique")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{source}: {unknown[0]!r} is not a section; the sections are {', '.join(SECTIONS)}")
     defaults = data.get("defaults", {})
     cpu_jobs = defaults.get("cpu_jobs", 1)
     if not isinstance(cpu_jobs, int) or cpu_jobs < 1:

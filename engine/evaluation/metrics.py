@@ -164,7 +164,8 @@ def score_captions(
             if meteor is None:
                 session.close()
         else:
-            unavailable["METEOR"] = "METEOR runs on Java, which is not installed"
+            unavailable["METEOR"] = ("METEOR runs on Java, left out with the Java-free tokenizer (tokenizer=auto or java scores it)"
+                                     if java_available() else "METEOR runs on Java, which is not installed")
     if "ROUGE_L" in metrics:
         from pycocoevalcap.rouge.rouge import Rouge
 

@@ -132,7 +132,7 @@ class PairwiseSummary:
                 "win_rate_of_b": rate(self.win_rate), "tie_rate": num(self.tie_rate),
                 "per_scene": {k: rate(r) for k, r in self.per_scene}, "shared_images": self.shared_images,
                 "agreement": num(self.agreement), "alpha_nominal": num(self.alpha), "left_won": rate(self.left_rate),
-                "position_bias": self.position_bias}
+                "position_bias": self.position_bias if self.bias_checkable else None}
 
 
 def summarise(verdicts: Sequence[Verdict], run_a: str, run_b: str, *, images: int, identical: int,

@@ -10,6 +10,7 @@ from engine.evaluation.tokenize import java_available
 from engine.jobs.kinds.evaluation import load_stats
 from engine.store.results import latest_evaluation
 from engine.store.runs import Run, get_run, get_run_by_id
+from engine.errors import WorkbenchError
 from engine.workspace import Workspace
 
 
@@ -38,6 +39,8 @@ def evaluation_run(ws: Workspace, name: str) -> Run:
 
 def compare_runs(ws: Workspace, a: str, b: str, *, resamples: int = 1000, seed: int = 0) -> Comparison:
     ra, rb = evaluation_run(ws, a), evaluation_run(ws, b)
+    if ra.id == rb.id:
+        raise WorkbenchError(f"{a!r} and {b!r} are the same evaluation ({ra.name}): compare two different runs")
     sa, sb = load_stats(Path(ra.artifact_dir or "")), load_stats(Path(rb.artifact_dir or ""))
     need_meteor = "METEOR" in sa.corpus and "METEOR" in sb.corpus and sa.meteor_stats is not None and java_available()
     session = MeteorSession() if need_meteor else None

@@ -12,12 +12,13 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.errors import WorkbenchError
+from engine.jobs.kinds.exchange import shareable_mode
 from engine.store.results import (
     RunContents,
     delete_runs_and_ratings,
@@ -36,6 +37,9 @@ class Deletion:
     folders: list[Path]
     orphans: list[Run]
     """Other runs made from it: they stay, and lose their link to it."""
+    outside: list[Path] = field(default_factory=list)
+    """Folders the runs name outside this workspace (a copied workspace names the original's):
+    never deleted from here."""
 
     @property
     def ratings(self) -> int:
@@ -56,10 +60,28 @@ def plan_deletion(ws: Workspace, name: str) -> Deletion:
             raise WorkbenchError(f"no run named {name!r} (runs: {known})")
         children = dependants(db, run.id)
         doomed = [run, *(c for c in children if c.kind == "evaluation")]
-        folders = [Path(r.artifact_dir) for r in doomed if r.artifact_dir and Path(r.artifact_dir).exists()]
-        return Deletion([(r, run_contents(db, r.id)) for r in doomed], folders, [c for c in children if c.kind != "evaluation"])
+        folders, outside = run_folders(ws, doomed)
+        return Deletion([(r, run_contents(db, r.id)) for r in doomed], folders, [c for c in children if c.kind != "evaluation"],
+                        outside)
     finally:
         db.close()
+
+
+def run_folders(ws: Workspace, runs: list[Run]) -> tuple[list[Path], list[Path]]:
+    """(folders to delete, folders left alone): a run's folder is deleted only inside this
+    workspace: its ``models/NAME``, and its recorded folder when that lies in the workspace."""
+    root = ws.root.resolve()
+    mine: list[Path] = []
+    outside: list[Path] = []
+    for run in runs:
+        for folder in ([Path(run.artifact_dir)] if run.artifact_dir else []) + [ws.model_dir(run.name)]:
+            if not folder.exists() or folder.resolve() in mine or folder in outside:
+                continue
+            if folder.resolve().is_relative_to(root) and folder.resolve() != root:
+                mine.append(folder.resolve())
+            else:
+                outside.append(folder)
+    return mine, outside
 
 
 def delete(ws: Workspace, plan: Deletion) -> list[Path]:
@@ -96,6 +118,7 @@ def _write(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, shareable_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -55,7 +55,7 @@ class ReviewSummary:
     correlations: list[Correlation]
     evaluation: str | None
     per_scene: dict[str, tuple[float, int]] = field(default_factory=dict)
-    """Scene -> (mean rating, images rated)."""
+    """Scene -> (mean rating over its ratings, images rated)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, for an export's metrics file (NaN as null)."""
@@ -63,7 +63,7 @@ class ReviewSummary:
             return None if x != x else round(x, 4)
 
         return {"run": self.run, "reviewers": self.reviewers, "rated_images": self.rated_images,
-                "alpha_ordinal": num(self.alpha_ordinal), "alpha_images": self.pairable_images, "mean_rating": num(self.mean_rating),
+                "alpha_ordinal": num(self.alpha_ordinal) if self.pairable_images >= 2 else None, "alpha_images": self.pairable_images, "mean_rating": num(self.mean_rating),
                 "flags": self.flags, "mean_rating_per_scene": {k: {"mean": num(m), "images": n} for k, (m, n) in self.per_scene.items()},
                 "evaluation": self.evaluation,
                 "correlations": {c.metric: {"spearman": num(c.spearman), "spearman_p": num(c.spearman_p), "kendall": num(c.kendall),
@@ -93,16 +93,19 @@ def review_summary(db: sqlite_utils.Database, run_name: str) -> ReviewSummary:
     correlations = rating_metric_correlations({i: mean(v) for i, v in by_image.items()}, scores, metrics) if scores else []
     eval_run = get_run_by_id(db, evaluation) if evaluation else None
     scene_of = image_scenes(db, run.id)
-    scenes: dict[str, list[float]] = {}
-    for image, values in by_image.items():
-        scenes.setdefault(scene_of.get(image) or "(no scene)", []).append(mean(values))
+    scenes: dict[str, list[int]] = {}
+    images_of: dict[str, int] = {}
+    for image, values in by_image.items():  # the mean over ratings, as the overall mean is
+        scene = scene_of.get(image) or "(no scene)"
+        scenes.setdefault(scene, []).extend(values)
+        images_of[scene] = images_of.get(scene, 0) + 1
     return ReviewSummary(
         run=run.name, reviewers=reviewers, rated_images=len(by_image),
         alpha_ordinal=krippendorff_alpha(units, "ordinal") if units else float("nan"),
         pairable_images=sum(1 for u in units if len(u) >= 2),
         mean_rating=mean(s for u in units for s in u) if units else float("nan"),
         flags=flags, correlations=correlations, evaluation=eval_run.name if eval_run else None,
-        per_scene={k: (mean(v), len(v)) for k, v in sorted(scenes.items())},
+        per_scene={k: (mean(v), images_of[k]) for k, v in sorted(scenes.items())},
     )
 
 

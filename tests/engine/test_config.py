@@ -30,6 +30,7 @@ def test_default_config_has_the_ten_groups_covering_all_drone_classes() -> None:
         ('[[groups]]\nname = "A"\nclasses = ["a"]\n[review]\noverlap = 1.5\n', "review.overlap must be a number from 0 to below 1"),
         ('[[groups]]\nname = "A"\nclasses = ["a"]\n[review]\noverlap = "a fifth"\n', "review.overlap must be a number"),
         ('[[groups]]\nname = "A"\nclasses = ["a"]\n[review]\noverlp = 0.2\n', "[review] 'overlp' is not a setting"),
+        ('[[groups]]\nname = "A"\nclasses = ["a"]\n[reveiw]\noverlap = 0.2\n', "'reveiw' is not a section; the sections are groups"),
     ],
 )
 def test_bad_config_names_the_entry(text: str, message: str) -> None:

@@ -197,7 +197,7 @@ def test_evaluate_export_rate_ratings_compare_from_the_cli(cli, tmp_path: Path) 
     summary_after = cli("ratings", "mine").output
     assert "3 images rated by 2 reviewers" in summary_after
     compared = cli("runs", "compare", "mine", "mine", "--resamples", "50")
-    assert compared.exit_code == 0 and "+0.000" in compared.output
+    assert compared.exit_code == 1 and "are the same evaluation (eval.mine): compare two different runs" in compared.output
 
 
 def test_jobs_commands(cli) -> None:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ queue, and the Runs screen's review section; `workbench ratings compare` on the 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from typer.testing import CliRunner
@@ -148,6 +149,9 @@ def test_every_export_writes_the_review_and_the_comparisons_into_its_metrics_fil
         [pair] = m["comparisons"]
         assert (pair["a"], pair["b"], pair["verdicts"]) == ("first", "constant", 4) and pair["win_rate_of_b"]["value"] == 0.0
         assert pair["left_won"]["value"] == 0.0 and "CIDEr" in m["corpus"]
+        umask = os.umask(0)
+        os.umask(umask)
+        assert out.stat().st_mode & 0o777 == (tmp_path / metrics_name).stat().st_mode & 0o777 == 0o666 & ~umask  # readable by others
 
 
 async def test_o_picks_runs_a_and_b_and_the_pair_is_remembered(tui_ws: Workspace, settle) -> None:  # type: ignore[no-untyped-def]

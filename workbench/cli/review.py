@@ -78,7 +78,9 @@ def ratings_show(run: Annotated[str, typer.Argument(help="Generation or baseline
         typer.echo(f"{s.run}: no ratings yet; rate captions with `workbench rate RUN IMAGE SCORE` (or the TUI's Review screen)")
         return
     typer.echo(f"{s.run}: {s.rated_images} images rated by {len(s.reviewers)} reviewers ({', '.join(f'{k} {v}' for k, v in s.reviewers.items())}), mean {s.mean_rating:.2f}")
-    typer.echo(f"  Krippendorff's alpha (ordinal) {s.alpha_ordinal:.3f} over {s.pairable_images} images rated by two or more")
+    alpha = f"{s.alpha_ordinal:.3f}" if s.pairable_images >= 2 else "n/a (needs 2 or more images rated by two or more)"
+    typer.echo(f"  Krippendorff's alpha (ordinal) {alpha} over {s.pairable_images} image{'s' if s.pairable_images != 1 else ''} "
+               "rated by two or more")
     if s.flags:
         typer.echo("  flags: " + ", ".join(f"{k} {v}" for k, v in sorted(s.flags.items())))
     if s.per_scene:
@@ -87,7 +89,11 @@ def ratings_show(run: Annotated[str, typer.Argument(help="Generation or baseline
         typer.echo(f"  ratings vs per-image metrics of {s.evaluation}:")
         typer.echo(f"  {'metric':<9} {'Spearman':>9} {'Kendall':>9} {'images':>7}")
         for c in s.correlations:
-            typer.echo(f"  {c.metric:<9} {c.spearman:>9.3f} {c.kendall:>9.3f} {c.n:>7}")
+            if c.spearman != c.spearman:  # NaN: too few images, or one side constant (no rank order)
+                typer.echo(f"  {c.metric:<9} {'n/a':>9} {'n/a':>9} {c.n:>7}")
+            else:
+                typer.echo(f"  {c.metric:<9} {c.spearman:>9.3f} {c.kendall:>9.3f} {c.n:>7}")
+        typer.echo("  (n/a: fewer than 3 images, or the metric or the ratings the same on all of them)")
 
 
 @ratings_app.command("compare")

@@ -101,6 +101,8 @@ def runs_delete(
         typer.echo(f"  {run.kind:<11} {run.name}: {', '.join(parts) or 'no rows'}")
     for folder in plan.folders:
         typer.echo(f"  folder      {folder}")
+    for folder in plan.outside:
+        typer.echo(f"  kept        {folder}: outside this workspace (a copy's runs name the original's files); not deleted")
     for orphan in plan.orphans:
         typer.echo(f"  kept        {orphan.name} ({orphan.kind}), made from it; it loses that link")
     judged = held_phrase(plan.ratings, plan.comparisons)

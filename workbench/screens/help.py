@@ -36,4 +36,4 @@ class HelpModal(ModalScreen[None]):
             yield Static("Help", classes="dialog-title")
             yield Static(self.about, id="help-about")
             yield Static(self.keys, id="help-keys")
-            yield Static("Keys can be changed in config.toml, [keys] (see README). escape closes.", classes="hint")
+            yield Static(Text("Keys can be changed in config.toml, [keys] (see README). escape closes."), classes="hint")

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
@@ -69,17 +69,17 @@ class ReferenceFlagModal(ModalScreen[FlagChoice | None]):
 
     def compose(self) -> ComposeResult:
         n = len(self.references)
-        with Vertical(classes="dialog -wide"):
+        with VerticalScroll(classes="dialog -wide"):  # scrolls on a short terminal (80x24)
             yield Static(f"Flag a reference of {self.filename}", classes="dialog-title")
             yield Static(references_text(self.references, self.flags), id="flag-references")
             with Horizontal(classes="form-row"):
                 yield Static("reference", classes="form-label")
                 yield Input("1" if n == 1 else "", placeholder=f"its number, 1 to {n}", compact=True, id="flag-number")
+            yield Static("", id="flag-error", classes="error")
             yield OptionList(*[Option(r, id=r) for r in REASONS], Option("clear my flag", id=CLEAR), id="flag-reason")
             with Horizontal(classes="form-row"):
                 yield Static("note", classes="form-label")
                 yield Input(placeholder="optional", compact=True, id="flag-note")
-            yield Static("", id="flag-error", classes="error")
             yield Static("tab moves · ↑ ↓ choose the reason · enter saves · escape cancels", classes="hint")
 
     def on_mount(self) -> None:
@@ -97,6 +97,11 @@ class ReferenceFlagModal(ModalScreen[FlagChoice | None]):
         if not 1 <= int(typed) <= n:
             return f"reference {int(typed)}: this image has {n} reference{'s' if n != 1 else ''}; type 1 to {n}"
         return None
+
+    @on(Input.Changed, "#flag-number")
+    def typed(self) -> None:
+        if self.problem() is None:
+            self.query_one("#flag-error", Static).update("")
 
     @on(Input.Submitted)
     @on(OptionList.OptionSelected)

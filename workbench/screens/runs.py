@@ -164,15 +164,16 @@ def review_view(summary: ReviewSummary, pairs: list[PairwiseSummary]) -> Text:
     if s.reviewers:
         out.append(f"{s.rated_images} image{'s' if s.rated_images != 1 else ''} rated by "
                    f"{', '.join(f'{k} ({v})' for k, v in s.reviewers.items())}; mean {s.mean_rating:.2f}\n")
-        alpha = f"{s.alpha_ordinal:.3f}" if s.pairable_images else "n/a"
-        out.append(f"Krippendorff's alpha (ordinal) {alpha} over {s.pairable_images} images rated by two or more\n")
+        alpha = f"{s.alpha_ordinal:.3f}" if s.pairable_images >= 2 else "n/a"
+        out.append(f"Krippendorff's alpha (ordinal) {alpha} over {s.pairable_images} image{'s' if s.pairable_images != 1 else ''} "
+                   "rated by two or more\n")
         if s.per_scene:
             out.append("mean rating per scene: " + ", ".join(f"{k} {m:.2f} ({n})" for k, (m, n) in s.per_scene.items()) + "\n")
         if s.correlations and max(c.n for c in s.correlations) < 3:
             out.append(f"Spearman with the metrics of {s.evaluation}: needs 3 or more rated images\n", style="dim")
         elif s.correlations:
             out.append(f"Spearman with the ratings ({s.evaluation}): "
-                       + ", ".join(f"{c.metric} {c.spearman:.2f} (n {c.n})" if c.n >= 3 else f"{c.metric} n/a (n {c.n})"
+                       + ", ".join(f"{c.metric} {c.spearman:.2f} (n {c.n})" if c.spearman == c.spearman else f"{c.metric} n/a (n {c.n})"
                                    for c in s.correlations) + "\n")
     else:
         out.append("no ratings yet (r: Review)\n", style="dim")

@@ -145,6 +145,13 @@ class ExportParams:
     """Overwrite an existing file."""
 
 
+def shareable_mode() -> int:
+    """The mode an ordinary new file gets here (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: Path, text: str, force: bool) -> None:
     """Write ``text`` to ``path`` whole or not at all.
 
@@ -164,6 +171,7 @@ def write_atomic(path: Path, text: str, force: bool) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
+        os.chmod(tmp, shareable_mode())  # mkstemp makes it 0600: an export is for others to read
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import pytest
 
 from engine.datasets.synthetic import write_captioning_dataset
 from engine.jobs import ParamsError
+from engine.errors import WorkbenchError
 from engine.jobs.compare import compare_runs
 from engine.jobs.foreground import run_foreground
 from engine.jobs.review import review_summary
@@ -99,8 +100,8 @@ def test_human_reference_point_and_paired_comparison(ws: Workspace) -> None:
     comparison = compare_runs(ws, "constant", "first", resamples=200)
     assert comparison.images == 30
     assert comparison.rows["CIDEr"]["difference"] > 0 and comparison.rows["CIDEr"]["low"] > 0
-    same = compare_runs(ws, "first", "eval.first", resamples=100)
-    assert all(row["difference"] == 0 and row["low"] == 0 == row["high"] for row in same.rows.values())
+    with pytest.raises(WorkbenchError, match="'first' and 'eval.first' are the same evaluation"):  # a run and its evaluation
+        compare_runs(ws, "first", "eval.first", resamples=100)
 
 
 def test_export_round_trip_in_three_formats(ws: Workspace, tmp_path: Path) -> None:

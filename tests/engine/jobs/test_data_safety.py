@@ -194,3 +194,19 @@ def test_runs_delete_writes_the_comparisons_to_a_file_first(ws: Workspace) -> No
     assert [(r["reviewer"], r["choice"], r["undoes"]) for r in rows] == [(c["reviewer"], c["choice"], c["undoes"]) for c in compared]
     assert all(r["left_caption"] is not None and r["right_run"] for r in rows)
     assert comparisons(ws) == [] and get_run(ws.open_db(), "gen") is not None
+
+
+def test_runs_delete_in_a_copied_workspace_leaves_the_originals_folders(ws: Workspace, tmp_path: Path) -> None:
+    import shutil
+
+    from workbench.cli import app
+
+    run_foreground(ws, "evaluate", {"generation": "gen", **PY})
+    assert ws.model_dir("eval.gen").is_dir()
+    copy = Workspace(tmp_path / "copy")
+    shutil.copytree(ws.root, copy.root, symlinks=True)
+    done = CliRunner().invoke(app, ["-w", str(copy.root), "runs", "delete", "gen", "--yes"])
+    assert done.exit_code == 0, done.output
+    assert ws.model_dir("eval.gen").is_dir() and get_run(ws.open_db(), "gen") is not None  # the original is untouched
+    assert not copy.model_dir("eval.gen").exists()  # the copy's own folder went with its run
+    assert f"kept        {ws.model_dir('eval.gen')}: outside this workspace" in done.output
