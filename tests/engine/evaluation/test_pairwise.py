@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
-
 import pytest
 
 from engine.evaluation.pairwise import overlap_order, ratio_interval, summarise
+from engine.store.comparisons import Verdict
 
 
-@dataclass(frozen=True)
-class V:
-    image_id: int
-    reviewer: str
-    choice: str
-    left_is_a: bool
-    scene: str | None = None
-
-    @property
-    def winner(self) -> str:
-        if self.choice in ("tie", "both_bad"):
-            return self.choice
-        return "a" if (self.choice == "left") == self.left_is_a else "b"
+def V(image_id: int, reviewer: str, choice: str, left_is_a: bool, scene: str | None = None) -> Verdict:  # noqa: N802
+    return Verdict(0, image_id, reviewer, choice, left_is_a, scene)
 
 
 def test_the_win_rate_interval_matches_the_normal_approximation_of_a_hand_computed_case() -> None:
