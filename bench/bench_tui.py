@@ -112,23 +112,19 @@ async def main():
         review = app.screen
         out["review_run"] = review.run_name
 
-        def next_item(index):
-            return lambda: review.index == index and review.detail is not None and picture_drawn() \
-                and review.detail.image.id == review.items[index].image_id
+        def next_item(screen, index):  # Review and Compare alike: the item at index, its picture drawn
+            return lambda: screen.index == index and screen.detail is not None and picture_drawn() \
+                and screen.detail.image.id == screen.items[index].image_id
         steps = []
         for i in range(100):
-            steps.append(await key("right" if i < 60 else str(1 + i % 5), next_item(review.index + 1)))
+            steps.append(await key("right" if i < 60 else str(1 + i % 5), next_item(review, review.index + 1)))
         out["review_p95"], out["review_median"], out["review_keys"] = p95(steps), statistics.median(steps), len(steps)
         await key("v", lambda: isinstance(app.screen, CompareScreen) and len(app.screen.items) == n and picture_drawn())
         compare = app.screen
         out["compare_runs"] = [compare.run_a.name, compare.run_b.name]
-
-        def next_pair(index):
-            return lambda: compare.index == index and compare.detail is not None and picture_drawn() \
-                and compare.detail.image.id == compare.items[index].image_id
         steps = []
         for i in range(100):
-            steps.append(await key("right" if i < 60 else str(1 + i % 4), next_pair(compare.index + 1)))
+            steps.append(await key("right" if i < 60 else str(1 + i % 4), next_item(compare, compare.index + 1)))
         out["compare_p95"], out["compare_median"], out["compare_keys"] = p95(steps), statistics.median(steps), len(steps)
     out["torch"] = "torch" in sys.modules
     print(json.dumps(out))

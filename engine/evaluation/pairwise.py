@@ -44,6 +44,11 @@ class Verdict(Protocol):
         """a, b, tie or both_bad."""
 
 
+def num(x: float) -> float | None:
+    """A figure for a JSON file: rounded to 4 places, NaN as None (JSON has no NaN)."""
+    return None if x != x else round(x, 4)
+
+
 @dataclass(frozen=True)
 class Rate:
     value: float
@@ -121,9 +126,6 @@ class PairwiseSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, for an export's metrics file (NaN as null)."""
-        def num(x: float) -> float | None:
-            return None if x != x else round(x, 4)
-
         def rate(r: Rate) -> dict[str, Any]:
             return {"value": num(r.value), "ci95": [num(r.low), num(r.high)], "images": r.n}
 

@@ -12,7 +12,7 @@ from typing import Any
 import sqlite_utils
 
 from engine.evaluation.metrics import ALL_METRICS, EvaluationError
-from engine.evaluation.pairwise import MIN_BIAS_IMAGES, RESAMPLES, PairwiseSummary, overlap_order, summarise
+from engine.evaluation.pairwise import MIN_BIAS_IMAGES, RESAMPLES, PairwiseSummary, num, overlap_order, summarise
 from engine.evaluation.review import Correlation, krippendorff_alpha, rating_metric_correlations
 from engine.store.results import current_ratings, generation_images, latest_evaluation, scores_of
 from engine.store.comparisons import PairItem, compared_pairs, current_verdicts, pair_items
@@ -59,12 +59,9 @@ class ReviewSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, for an export's metrics file (NaN as null)."""
-        def num(x: float) -> float | None:
-            return None if x != x else round(x, 4)
-
         return {"run": self.run, "reviewers": self.reviewers, "rated_images": self.rated_images,
-                "alpha_ordinal": num(self.alpha_ordinal) if self.pairable_images >= 2 else None, "alpha_images": self.pairable_images, "mean_rating": num(self.mean_rating),
-                "flags": self.flags, "mean_rating_per_scene": {k: {"mean": num(m), "images": n} for k, (m, n) in self.per_scene.items()},
+                "alpha_ordinal": num(self.alpha_ordinal) if self.pairable_images >= 2 else None,
+                "alpha_images": self.pairable_images, "mean_rating": num(self.mean_rating), "flags": self.flags, "mean_rating_per_scene": {k: {"mean": num(m), "images": n} for k, (m, n) in self.per_scene.items()},
                 "evaluation": self.evaluation,
                 "correlations": {c.metric: {"spearman": num(c.spearman), "spearman_p": num(c.spearman_p), "kendall": num(c.kendall),
                                             "n": c.n} for c in self.correlations}}
@@ -72,9 +69,7 @@ class ReviewSummary:
 
 def review_summary(db: sqlite_utils.Database, run_name: str) -> ReviewSummary:
     """:raises EvaluationError: if the run is not a generation or baseline run"""
-    run = get_run(db, run_name)
-    if run is None or run.kind not in ("generation", "baseline"):
-        raise EvaluationError(f"run={run_name!r}: no generation or baseline run of that name")
+    run = generation_run(db, run_name)
     ratings = current_ratings(db, run.id)
     image_of = generation_images(db, run.id)
     by_image: dict[int, list[int]] = {}
@@ -126,6 +121,10 @@ def pairwise_summary(db: sqlite_utils.Database, run_a: str, run_b: str, *, resam
     a, b = generation_run(db, run_a), generation_run(db, run_b)
     if a.id == b.id:
         raise EvaluationError(f"{a.name!r} twice: compare two different runs")
+    return _summarise(db, a, b, resamples=resamples)
+
+
+def _summarise(db: sqlite_utils.Database, a: Run, b: Run, *, resamples: int = RESAMPLES) -> PairwiseSummary:
     items = pair_items(db, a.id, b.id)
     if not items:
         raise EvaluationError(f"{a.name} and {b.name} captioned no image in common: nothing to compare")
@@ -137,12 +136,8 @@ def pairwise_summary(db: sqlite_utils.Database, run_a: str, run_b: str, *, resam
 def pairwise_summaries(db: sqlite_utils.Database, run_id: int) -> list[PairwiseSummary]:
     """Every pair this run was compared in (it as A), for the Runs screen and exports."""
     run = get_run_by_id(db, run_id)
-    out = []
-    for a, b in compared_pairs(db, run_id):
-        other = get_run_by_id(db, b)
-        if run is not None and other is not None:
-            out.append(pairwise_summary(db, run.name, other.name))
-    return out
+    others = [get_run_by_id(db, b) for _, b in compared_pairs(db, run_id)]
+    return [_summarise(db, run, other) for other in others if run is not None and other is not None]
 
 
 def pairwise_lines(s: PairwiseSummary) -> list[str]:

@@ -38,12 +38,16 @@ def ws(tmp_path: Path) -> Workspace:
     return w
 
 
-def ratings(w: Workspace) -> list[dict[str, Any]]:
+def rows(w: Workspace, table: str) -> list[dict[str, Any]]:
     db = w.open_db()
     try:
-        return list(db.query("SELECT * FROM ratings ORDER BY id"))
+        return list(db.query(f"SELECT * FROM {table} ORDER BY id"))
     finally:
         db.close()
+
+
+def ratings(w: Workspace) -> list[dict[str, Any]]:
+    return rows(w, "ratings")
 
 
 def rate_two(w: Workspace, run: str) -> list[dict[str, Any]]:
@@ -152,17 +156,12 @@ def compare_two(w: Workspace) -> list[dict[str, Any]]:
     add_comparison(db, a[0].id, b[0].id, "ann", "left")
     wrong = add_comparison(db, b[1].id, a[1].id, "ann", "tie")
     withdraw_comparison(db, wrong, "ann")
-    rows = list(db.query("SELECT * FROM comparisons ORDER BY id"))
     db.close()
-    return rows
+    return comparisons(w)
 
 
 def comparisons(w: Workspace) -> list[dict[str, Any]]:
-    db = w.open_db()
-    try:
-        return list(db.query("SELECT * FROM comparisons ORDER BY id"))
-    finally:
-        db.close()
+    return rows(w, "comparisons")
 
 
 def test_comparisons_keep_a_replaced_run_and_a_reingested_dataset(ws: Workspace, tmp_path: Path) -> None:
